@@ -1,0 +1,32 @@
+# `make demo` and `make test` do the whole set-up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+TORCH  := torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# CPU torch pinned first, so nothing below can pull the CUDA build.
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/pyro-circuits epi lds2d --out demo-output
+
+test: install
+	$(VENV)/bin/ruff check pyro_circuits tests benchmarks examples
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check pyro_circuits tests benchmarks examples
+	$(VENV)/bin/ruff format --check pyro_circuits tests benchmarks examples
+
+clean:
+	rm -rf $(VENV) demo-output

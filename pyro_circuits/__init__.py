@@ -1,0 +1,1 @@
+"""Probabilistic programming for neural circuit models."""
