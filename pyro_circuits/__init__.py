@@ -1,1 +1,20 @@
-"""Probabilistic programming for neural circuit models."""
+"""Probabilistic programming for neural circuit models on Pyro."""
+
+import pyro
+
+from pyro_circuits.epi import EmergentProperty, EPIConfig, EPIResult, FlowConfig, epi
+from pyro_circuits.sites import CircuitProgram, SimulationError, noise
+
+# Parameters live in modules, not in Pyro's global param store (DESIGN.md, conventions).
+pyro.settings.set(module_local_params=True)
+
+__all__ = [
+    "CircuitProgram",
+    "EPIConfig",
+    "EPIResult",
+    "EmergentProperty",
+    "FlowConfig",
+    "SimulationError",
+    "epi",
+    "noise",
+]

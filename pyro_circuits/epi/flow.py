@@ -1,0 +1,119 @@
+"""The EPI distribution: a zuko real-NVP flow on ℝᴰ pushed onto the parameters' supports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import zuko
+from torch import nn
+from zuko.flows import (
+    Flow,
+    GeneralCouplingTransform,
+    UnconditionalDistribution,
+    UnconditionalTransform,
+)
+from zuko.transforms import (
+    DependentTransform,
+    LULinearTransform,
+    MonotonicAffineTransform,
+    PermutationTransform,
+)
+
+from pyro_circuits.space import ParameterSpace
+
+__all__ = ["FlowConfig", "SupportedFlow", "build_flow"]
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Architecture of the EPI flow (defaults: the reference's ``D_C3_affine_L2_U50_PA``).
+
+    Attributes:
+        stages: affine coupling stages (real NVP).
+        layers: hidden layers of each coupling network.
+        units: units per hidden layer.
+        permutations: ``"lu"`` for a Glow-style random permutation + trainable LU linear map
+            between stages, ``"shuffle"`` for a fixed random permutation, ``"none"`` to rely on
+            alternating masks only.
+        post_affine: a trainable element-wise affine map after the last stage.
+    """
+
+    stages: int = 3
+    layers: int = 2
+    units: int = 50
+    permutations: str = "lu"
+    post_affine: bool = True
+
+    def __post_init__(self) -> None:
+        for field in ("stages", "layers", "units"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"FlowConfig.{field} must be a positive integer, got {value!r}")
+        if self.permutations not in ("lu", "shuffle", "none"):
+            raise ValueError(
+                f"FlowConfig.permutations must be 'lu', 'shuffle' or 'none', got {self.permutations!r}"
+            )
+
+
+def _elementwise_affine(shift: torch.Tensor, scale: torch.Tensor) -> DependentTransform:
+    return DependentTransform(MonotonicAffineTransform(shift, scale), 1)
+
+
+def build_flow(dim: int, config: FlowConfig, generator: torch.Generator | None = None) -> Flow:
+    """A zuko ``Flow`` on ℝ^dim: coupling stages, permutations between them, optional post-affine."""
+    transforms = []
+    for stage in range(config.stages):
+        mask = torch.arange(dim) % 2 == stage % 2
+        transforms.append(
+            GeneralCouplingTransform(
+                dim, mask=mask, hidden_features=(config.units,) * config.layers
+            )
+        )
+        if stage < config.stages - 1 and config.permutations != "none" and dim > 1:
+            order = torch.randperm(dim, generator=generator)
+            transforms.append(UnconditionalTransform(PermutationTransform, order, buffer=True))
+            if config.permutations == "lu":
+                transforms.append(UnconditionalTransform(LULinearTransform, torch.eye(dim)))
+    if config.post_affine:
+        transforms.append(
+            UnconditionalTransform(_elementwise_affine, torch.zeros(dim), torch.zeros(dim))
+        )
+    base = UnconditionalDistribution(
+        zuko.distributions.DiagNormal, torch.zeros(dim), torch.ones(dim), buffer=True
+    )
+    return Flow(transforms, base)
+
+
+class SupportedFlow(nn.Module):
+    """q(θ): a flow on unconstrained coordinates mapped onto the parameter supports.
+
+    ``rsample_and_log_prob(n)`` returns constrained draws θ (n, D) and log q(θ) in one forward
+    pass; ``log_prob(θ)`` inverts the support map and the flow.
+    """
+
+    def __init__(
+        self, space: ParameterSpace, config: FlowConfig, generator: torch.Generator | None = None
+    ):
+        super().__init__()
+        self.space = space
+        self.config = config
+        self.flow = build_flow(space.dim, config, generator)
+
+    def rsample_and_log_prob(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, log_q_x = self.flow().rsample_and_log_prob((n,))
+        theta, log_det = self.space.forward(x)
+        return theta, log_q_x - log_det
+
+    def sample(self, n: int) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample_and_log_prob(n)[0]
+
+    def log_prob(self, theta: torch.Tensor) -> torch.Tensor:
+        x = self.space.inverse(theta)
+        return self.log_prob_unconstrained(x)
+
+    def log_prob_unconstrained(self, x: torch.Tensor) -> torch.Tensor:
+        """log q(θ(x)) for unconstrained coordinates x."""
+        _, log_det = self.space.forward(x)
+        return self.flow().log_prob(x) - log_det

@@ -1,0 +1,126 @@
+"""Emergent properties: target means and variances of named statistic sites."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+__all__ = ["EmergentProperty"]
+
+
+class EmergentProperty:
+    """An emergent property X: E[f] = μ and Var[f] = σ² for named ``pyro.deterministic`` sites.
+
+    Following Bittner et al. (2021, eqs. 12, 19-20), EPI constrains the sufficient statistics
+    T(z) = [f(z), (f(z) − μ)²] to have expectation [μ, σ²].
+
+    Arguments:
+        mean: ``{statistic site: μ}`` (float or tensor of the site's shape).
+        variance: ``{statistic site: σ²}`` with the same keys and shapes; strictly positive.
+
+    Example:
+        >>> prop = EmergentProperty(mean={"rate": 5.0}, variance={"rate": 1.0})
+        >>> prop.sufficient_statistics({"rate": torch.tensor([4.0, 7.0])})
+        tensor([[4., 1.],
+                [7., 4.]])
+        >>> prop.target
+        tensor([5., 1.])
+    """
+
+    def __init__(self, mean: Mapping[str, object], variance: Mapping[str, object]) -> None:
+        if not isinstance(mean, Mapping) or not isinstance(variance, Mapping):
+            raise TypeError("mean and variance must be dicts keyed by statistic site name")
+        if not mean:
+            raise ValueError("an emergent property needs at least one statistic")
+        if set(mean) != set(variance):
+            raise ValueError(
+                f"mean and variance must name the same statistics; mean has {sorted(mean)}, "
+                f"variance has {sorted(variance)}"
+            )
+        dtype = torch.get_default_dtype()
+        self.mean = {k: torch.as_tensor(v, dtype=dtype) for k, v in mean.items()}
+        self.variance = {k: torch.as_tensor(variance[k], dtype=dtype) for k in mean}
+        for name in self.mean:
+            if self.mean[name].shape != self.variance[name].shape:
+                raise ValueError(
+                    f"statistic {name!r}: mean has shape {tuple(self.mean[name].shape)} but variance "
+                    f"has shape {tuple(self.variance[name].shape)}"
+                )
+            if not bool((self.variance[name] > 0).all()):
+                raise ValueError(
+                    f"statistic {name!r}: variance must be positive, got {self.variance[name]}"
+                )
+            if not bool(torch.isfinite(self.mean[name]).all()):
+                raise ValueError(f"statistic {name!r}: mean must be finite, got {self.mean[name]}")
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.mean)
+
+    @property
+    def mean_vector(self) -> torch.Tensor:
+        """The flat vector of target means (the observation x₀ for SBI methods)."""
+        return torch.cat([self.mean[k].reshape(-1) for k in self.names])
+
+    @property
+    def variance_vector(self) -> torch.Tensor:
+        return torch.cat([self.variance[k].reshape(-1) for k in self.names])
+
+    @property
+    def target(self) -> torch.Tensor:
+        """μ_opt = [μ, σ²], the expectation the sufficient statistics must reach."""
+        return torch.cat([self.mean_vector, self.variance_vector])
+
+    @property
+    def constraint_scale(self) -> torch.Tensor:
+        """[σ, σ²]: the natural unit of each mean and variance constraint."""
+        return torch.cat([self.variance_vector.sqrt(), self.variance_vector])
+
+    @property
+    def constraint_names(self) -> list[str]:
+        """One label per constraint, e.g. ``E[real_lambda]`` and ``Var[real_lambda]``."""
+        labels = []
+        for kind in ("E", "Var"):
+            for name in self.names:
+                size = self.mean[name].numel()
+                index = [""] if self.mean[name].dim() == 0 else [f"[{i}]" for i in range(size)]
+                labels += [f"{kind}[{name}{i}]" for i in index]
+        return labels
+
+    def validate(self, statistic_shapes: Mapping[str, torch.Size]) -> None:
+        """Check every named statistic exists in the model with the property's shape."""
+        unknown = [k for k in self.names if k not in statistic_shapes]
+        if unknown:
+            raise ValueError(
+                f"the property names statistics {unknown} that the model does not declare; the "
+                f"model's pyro.deterministic sites are {sorted(statistic_shapes)}"
+            )
+        for name in self.names:
+            if torch.Size(statistic_shapes[name]) != self.mean[name].shape:
+                raise ValueError(
+                    f"statistic {name!r} has shape {tuple(statistic_shapes[name])} in the model but "
+                    f"{tuple(self.mean[name].shape)} in the property"
+                )
+
+    def flatten(self, stats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``{name: (n, *shape)}`` → ``(n, k)``, the property's statistics side by side."""
+        return torch.cat([stats[k].reshape(stats[k].shape[0], -1) for k in self.names], dim=-1)
+
+    def sufficient_statistics(self, stats: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """T = [f, (f − μ)²] for a batch of statistics, shape ``(n, 2k)``."""
+        f = self.flatten(stats)
+        mean = self.mean_vector.to(f)
+        return torch.cat([f, (f - mean) ** 2], dim=-1)
+
+    def to(self, device: torch.device | str) -> EmergentProperty:
+        return EmergentProperty(
+            {k: v.to(device) for k, v in self.mean.items()},
+            {k: v.to(device) for k, v in self.variance.items()},
+        )
+
+    def __repr__(self) -> str:
+        parts = [
+            f"{k}: {self.mean[k].tolist()} ± {self.variance[k].sqrt().tolist()}" for k in self.names
+        ]
+        return f"EmergentProperty({'; '.join(parts)})"

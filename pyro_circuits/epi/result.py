@@ -1,0 +1,178 @@
+"""The fitted EPI distribution and what can be asked of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import arviz as az
+import pandas as pd
+import torch
+
+from pyro_circuits.diagnostics import inference_data
+from pyro_circuits.epi.analysis import Sensitivity, ascend, hessian_sensitivity
+from pyro_circuits.epi.convergence import moment_test
+from pyro_circuits.epi.flow import SupportedFlow
+from pyro_circuits.epi.property import EmergentProperty
+from pyro_circuits.results import InferenceResult
+from pyro_circuits.sites import CircuitProgram
+
+__all__ = ["EPIResult"]
+
+
+@dataclass
+class EPIResult(InferenceResult):
+    """The EPI distribution q(z) of the selected epoch, with its optimisation record.
+
+    Attributes:
+        converged: whether any epoch passed the moment test (the selected one did).
+        epoch: the selected epoch (converged with greatest entropy, else the last).
+        history: one row per epoch (0 = after the Gaussian initialisation): entropy, mean
+            violations ``R …``, test p-values ``p …``, multipliers ``eta …``, penalty ``c``,
+            simulations and wall time.
+        trace: every ``log_every`` Adam steps: entropy, loss and the minibatch violations.
+        restarts: one row per seed when several were run.
+    """
+
+    program: CircuitProgram
+    prop: EmergentProperty
+    q: SupportedFlow
+    converged: bool
+    epoch: int
+    selected_entropy: float
+    history: pd.DataFrame
+    trace: pd.DataFrame
+    wall_time: float
+    simulations: int
+    seed: int
+    settings: dict
+    restarts: pd.DataFrame | None = field(default=None)
+    method = "epi"
+
+    @property
+    def space(self):
+        return self.q.space
+
+    def _flat(self, z) -> torch.Tensor:
+        if isinstance(z, dict):
+            return self.space.join(z)
+        z = torch.as_tensor(z, dtype=torch.get_default_dtype())
+        return z if z.dim() == 2 else z.reshape(1, -1)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """``n`` draws from q as ``{site: (n, *shape)}``; a ``seed`` makes them reproducible."""
+        if seed is not None:
+            torch.manual_seed(seed)
+        return self.space.split(self.q.sample(n))
+
+    @torch.no_grad()
+    def log_prob(self, z) -> torch.Tensor:
+        """log q(z) for draws given as ``{site: (n, *shape)}`` or a flat ``(n, D)`` tensor."""
+        return self.q.log_prob(self._flat(z))
+
+    @torch.no_grad()
+    def entropy(self, n: int = 10_000, seed: int | None = 0) -> float:
+        """Monte-Carlo estimate of H(q) = −E_q[log q(z)] in nats."""
+        if seed is not None:
+            torch.manual_seed(seed)
+        return -self.q.rsample_and_log_prob(n)[1].mean().item()
+
+    @torch.no_grad()
+    def check(
+        self, batches: int = 200, batch_size: int = 500, alpha: float = 0.05, seed: int | None = 0
+    ) -> pd.DataFrame:
+        """The constraint table: target vs achieved mean and variance, test p-values, converged.
+
+        Runs the paper's convergence test on ``batches`` fresh batches of ``batch_size`` draws.
+        """
+        if seed is not None:
+            torch.manual_seed(seed)
+        theta = self.q.sample(batches * batch_size)
+        stats = self.program.simulate(self.space.split(theta))
+        violations = self.prop.sufficient_statistics(stats) - self.prop.target
+        test = moment_test(violations.reshape(batches, batch_size, -1).mean(1), alpha)
+        f = self.prop.flatten(stats)
+        k = f.shape[1]
+        names = self.prop.constraint_names[:k]
+        return pd.DataFrame(
+            {
+                "statistic": [name[2:-1] for name in names],
+                "target mean": self.prop.mean_vector.tolist(),
+                "achieved mean": f.mean(0).tolist(),
+                "p (mean)": test.p_values[:k].tolist(),
+                "target var": self.prop.variance_vector.tolist(),
+                "achieved var": ((f - self.prop.mean_vector) ** 2).mean(0).tolist(),
+                "p (var)": test.p_values[k:].tolist(),
+                "converged": [
+                    bool((test.p_values[[i, i + k]] > test.threshold).all()) for i in range(k)
+                ],
+            }
+        )
+
+    def mode(
+        self,
+        fixed: dict[str, float] | None = None,
+        steps: int = 500,
+        lr: float = 0.05,
+        candidates: int = 2000,
+        seed: int = 0,
+    ) -> dict[str, torch.Tensor]:
+        """A mode of q by gradient ascent on log q, with coordinates in ``fixed`` held.
+
+        ``fixed`` maps coordinate names (``space.coordinate_names``, e.g. ``"a12"`` or ``"U[3]"``)
+        to values. The ascent runs in unconstrained coordinates, starting from the most probable
+        of ``candidates`` draws (with the fixed coordinates set).
+        """
+        names = self.space.coordinate_names
+        fixed = dict(fixed or {})
+        unknown = [k for k in fixed if k not in names]
+        if unknown:
+            raise ValueError(f"fixed names unknown coordinates {unknown}; coordinates are {names}")
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            theta = self.q.sample(candidates)
+            for key, value in fixed.items():
+                theta[:, names.index(key)] = value
+            start = theta[self.q.log_prob(theta).argmax()]
+        free = torch.tensor([name not in fixed for name in names])
+        x = ascend(
+            lambda u: self.q.log_prob_unconstrained(u.unsqueeze(0))[0],
+            self.space.inverse(start.unsqueeze(0))[0],
+            free,
+            steps,
+            lr,
+        )
+        with torch.no_grad():
+            return {
+                k: v[0] for k, v in self.space.split(self.space.forward(x.unsqueeze(0))[0]).items()
+            }
+
+    def sensitivity(self, z) -> Sensitivity:
+        """Eigen-decomposition of the Hessian of log q at z (flat, in parameter coordinates)."""
+        point = self._flat(z)[0]
+        return hessian_sensitivity(
+            lambda t: self.q.log_prob(t.unsqueeze(0))[0], point, self.space.coordinate_names
+        )
+
+    def to_inference_data(self, n: int = 2000, seed: int | None = 0) -> az.InferenceData:
+        if seed is not None:
+            torch.manual_seed(seed)
+        with torch.no_grad():
+            theta, log_q = self.q.rsample_and_log_prob(n)
+            draws = self.space.split(theta)
+            stats = self.program.simulate(draws)
+        return inference_data(
+            draws,
+            predictive={k: stats[k] for k in self.prop.names},
+            sample_stats={"log_q": log_q},
+            prop=self.prop,
+            attrs={
+                "method": self.method,
+                "wall_time": self.wall_time,
+                "simulations": self.simulations,
+                "entropy": self.selected_entropy,
+                "converged": int(self.converged),
+                "epoch": self.epoch,
+                "seed": self.seed,
+            },
+        )

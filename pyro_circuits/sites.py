@@ -1,0 +1,194 @@
+"""Reading the model contract: parameter, noise and statistic sites of a circuit model.
+
+A circuit model is an ordinary Pyro program (see ``docs/model_contract.md``):
+
+* circuit parameters are global ``pyro.sample`` sites (outside every plate) whose batch
+  shape is ``()`` -- vector parameters put their dimensions in the event shape;
+* simulator noise is declared with :func:`noise`, a reparameterised standard normal marked
+  ``infer={"is_noise": True}`` so that inference methods never mistake it for a parameter;
+* emergent-property statistics are ``pyro.deterministic`` sites.
+
+:class:`CircuitProgram` traces a model once, finds those sites, and runs the model vectorised
+over a leading batch of parameter draws (one call for ``n`` draws, under a
+``pyro.plate("particles", n)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+__all__ = ["CircuitProgram", "SimulationError", "noise"]
+
+
+class SimulationError(FloatingPointError):
+    """A simulator returned NaN or inf; the message names the offending parameter values."""
+
+
+def noise(name: str, shape: Sequence[int] | torch.Size = (), *, like: torch.Tensor | None = None):
+    """Sample reparameterised standard-normal simulator noise of the given event ``shape``.
+
+    The site is marked ``infer={"is_noise": True}``: it is differentiable (EPI takes gradients
+    through it) and it is never treated as a circuit parameter.
+
+    Example:
+        >>> import pyro, torch
+        >>> pyro.set_rng_seed(0)
+        >>> noise("eps", (2, 3)).shape
+        torch.Size([2, 3])
+    """
+    options = {"dtype": like.dtype, "device": like.device} if like is not None else {}
+    loc = torch.zeros(shape, **options)
+    return pyro.sample(name, dist.Normal(loc, 1.0).to_event(loc.dim()), infer={"is_noise": True})
+
+
+def _is_parameter_candidate(site: dict) -> bool:
+    return (
+        site["type"] == "sample"
+        and not site_is_subsample(site)
+        and not site["is_observed"]
+        and not site["infer"].get("is_noise", False)
+        and not site["infer"].get("is_auxiliary", False)
+        and not site["infer"].get("_deterministic", False)
+        and not site["cond_indep_stack"]
+    )
+
+
+@dataclass
+class CircuitProgram:
+    """A circuit model with its parameter and statistic sites resolved.
+
+    Arguments:
+        model: the Pyro program.
+        params: parameter site names; default every global latent, non-noise sample site.
+        args, kwargs: fixed arguments the model is called with.
+
+    Example:
+        >>> from pyro_circuits.models import LDS2D
+        >>> program = CircuitProgram(LDS2D())
+        >>> program.params, program.statistics
+        (['a11', 'a12', 'a21', 'a22'], ['real_lambda', 'imag_lambda'])
+        >>> stats = program.simulate({k: torch.zeros(5) for k in program.params})
+        >>> stats["real_lambda"].shape
+        torch.Size([5])
+    """
+
+    model: Callable
+    params: Sequence[str] | None = None
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not callable(self.model):
+            raise TypeError(f"model must be a callable Pyro program, got {type(self.model)!r}")
+        with torch.no_grad(), poutine.block():
+            trace = poutine.trace(self.model).get_trace(*self.args, **self.kwargs)
+        candidates = {n: s for n, s in trace.nodes.items() if _is_parameter_candidate(s)}
+        if self.params is None:
+            self.params = list(candidates)
+        else:
+            self.params = list(self.params)
+            unknown = [p for p in self.params if p not in candidates]
+            if unknown:
+                raise ValueError(
+                    f"params {unknown} are not global latent sample sites of the model; "
+                    f"candidates are {sorted(candidates)}"
+                )
+        if not self.params:
+            raise ValueError("the model has no circuit-parameter sites (global pyro.sample sites)")
+        for name in self.params:
+            fn = candidates[name]["fn"]
+            if fn.batch_shape != torch.Size():
+                raise ValueError(
+                    f"parameter site {name!r} has batch shape {tuple(fn.batch_shape)}; declare "
+                    "vector parameters with .to_event() so their dimensions are event dimensions"
+                )
+        self.priors: dict[str, dist.Distribution] = {n: candidates[n]["fn"] for n in self.params}
+        self.statistics: list[str] = [
+            n
+            for n, s in trace.nodes.items()
+            if s["type"] == "sample" and s["infer"].get("_deterministic")
+        ]
+        self.statistic_shapes = {n: trace.nodes[n]["value"].shape for n in self.statistics}
+        self.param_shapes = {n: self.priors[n].event_shape for n in self.params}
+        self.plate_nesting = max(
+            (len(s["cond_indep_stack"]) for s in trace.nodes.values() if s["type"] == "sample"),
+            default=0,
+        )
+
+    def require_statistics(self) -> None:
+        """Raise a clear error when the model declares no ``pyro.deterministic`` statistics."""
+        if not self.statistics:
+            raise ValueError(
+                "the model has no statistic sites; declare emergent-property statistics with "
+                "pyro.deterministic('name', value)"
+            )
+
+    def trace(self, values: dict[str, torch.Tensor]) -> poutine.Trace:
+        """Run the model once for a batch of ``n`` parameter draws (values shaped ``(n, *event)``)."""
+        n = self._batch_size(values)
+        lead = (1,) * self.plate_nesting
+        shaped = {k: v.reshape((n, *lead, *self.param_shapes[k])) for k, v in values.items()}
+        with pyro.plate("particles", n, dim=-(self.plate_nesting + 1)):
+            return poutine.trace(poutine.condition(self.model, data=shaped)).get_trace(
+                *self.args, **self.kwargs
+            )
+
+    def simulate(
+        self, values: dict[str, torch.Tensor], *, check: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Statistic values ``{name: (n, *shape)}`` for a batch of parameter draws.
+
+        With ``check=True`` a NaN or inf statistic raises :class:`SimulationError` naming the
+        parameter values that produced it.
+        """
+        n = self._batch_size(values)
+        trace = self.trace(values)
+        stats = {}
+        for name in self.statistics:
+            value = trace.nodes[name]["value"]
+            shape = self.statistic_shapes[name]
+            if value.numel() != n * shape.numel():
+                raise ValueError(
+                    f"statistic {name!r} has shape {tuple(value.shape)} for {n} particles; expected "
+                    f"{n} x {tuple(shape)}: the model must broadcast over a leading particle dimension"
+                )
+            stats[name] = value.reshape(n, *shape)
+        if check:
+            self._check_finite(values, stats)
+        return stats
+
+    def _batch_size(self, values: dict[str, torch.Tensor]) -> int:
+        missing = [p for p in self.params if p not in values]
+        if missing:
+            raise ValueError(f"values are missing parameter sites {missing}")
+        sizes = {v.shape[0] for v in values.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"parameter values disagree on the batch size: {sorted(sizes)}")
+        return sizes.pop()
+
+    def _check_finite(
+        self, values: dict[str, torch.Tensor], stats: dict[str, torch.Tensor]
+    ) -> None:
+        bad = torch.zeros(
+            next(iter(values.values())).shape[0], dtype=torch.bool, device=self._device(values)
+        )
+        for value in stats.values():
+            bad |= ~torch.isfinite(value.detach().reshape(value.shape[0], -1)).all(-1)
+        if bad.any():
+            index = bad.nonzero()[:3, 0].tolist()
+            shown = {k: v.detach()[index].tolist() for k, v in values.items()}
+            raise SimulationError(
+                f"the simulator returned NaN/inf for {int(bad.sum())} of {bad.numel()} parameter "
+                f"draws; first offending parameter values: {shown}"
+            )
+
+    @staticmethod
+    def _device(values: dict[str, torch.Tensor]) -> torch.device:
+        return next(iter(values.values())).device

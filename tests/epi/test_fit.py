@@ -1,0 +1,102 @@
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from pyro_circuits import EmergentProperty, EPIConfig, EPIResult, FlowConfig, SimulationError, epi
+
+TINY = EPIConfig(batch_size=64, epochs=1, iterations=5, test_batches=10, init_iterations=5)
+SMALL_FLOW = FlowConfig(units=16)
+
+
+def identity_model():
+    a = pyro.sample("a", dist.Uniform(-5.0, 5.0))
+    b = pyro.sample("b", dist.Uniform(-5.0, 5.0))
+    pyro.deterministic("f", a)
+    pyro.deterministic("g", b)
+
+
+def exploding_model():
+    a = pyro.sample("a", dist.Uniform(-1.0, 1.0))
+    pyro.deterministic("f", torch.where(a > 0, a / 0.0, a))
+
+
+def no_statistics_model():
+    pyro.sample("a", dist.Uniform(-1.0, 1.0))
+
+
+GAUSSIAN = EmergentProperty(mean={"f": 1.0, "g": -2.0}, variance={"f": 0.5**2, "g": 1.0**2})
+
+
+def test_max_entropy_under_moment_constraints_is_gaussian():
+    """With f(z) = z, the max-entropy distribution of given mean and variance is the Gaussian."""
+    config = EPIConfig(batch_size=200, epochs=5, iterations=300, c0=1.0, test_batches=100, init_iterations=100)
+    result = epi(identity_model, GAUSSIAN, config=config, flow=SMALL_FLOW, progress=False)
+    assert result.converged
+    draws = result.sample(20_000, seed=1)
+    assert abs(draws["a"].mean() - 1.0) < 0.05
+    assert abs(draws["a"].std() - 0.5) < 0.05
+    assert abs(draws["b"].std() - 1.0) < 0.1
+    # Entropy of two independent Gaussians: ½ log(2πe σ²) each.
+    expected = 0.5 * torch.log(2 * torch.pi * torch.e * torch.tensor([0.25, 1.0])).sum()
+    assert abs(result.entropy() - expected.item()) < 0.1
+    assert result.check()["converged"].all()
+    history = result.history
+    assert list(history["epoch"]) == list(range(6))
+    assert history["converged"].iloc[result.epoch]
+    assert (history["c"] >= config.c0).all()
+
+
+def test_same_seed_same_result_and_save_load_round_trip(tmp_path):
+    first = epi(identity_model, GAUSSIAN, config=TINY, flow=SMALL_FLOW, seed=3, progress=False)
+    second = epi(identity_model, GAUSSIAN, config=TINY, flow=SMALL_FLOW, seed=3, progress=False)
+    torch.testing.assert_close(first.sample(10, seed=0)["a"], second.sample(10, seed=0)["a"])
+    path = first.save(tmp_path / "epi.pt")
+    loaded = EPIResult.load(path)
+    torch.testing.assert_close(loaded.sample(10, seed=7)["a"], first.sample(10, seed=7)["a"])
+    torch.testing.assert_close(loaded.log_prob({"a": torch.zeros(1), "b": torch.zeros(1)}), first.log_prob(torch.zeros(1, 2)))
+
+
+def test_several_seeds_keep_the_converged_run_of_greatest_entropy():
+    result = epi(identity_model, GAUSSIAN, config=TINY, flow=SMALL_FLOW, seed=[0, 1], progress=False)
+    assert list(result.restarts["seed"]) == [0, 1]
+    ranking = result.restarts.sort_values(["converged", "entropy"]).iloc[-1]
+    assert result.seed == ranking["seed"]
+
+
+def test_nan_from_the_simulator_is_reported_with_parameters():
+    prop = EmergentProperty(mean={"f": 0.0}, variance={"f": 1.0})
+    with pytest.raises(SimulationError, match="offending parameter values"):
+        epi(exploding_model, prop, config=TINY, flow=SMALL_FLOW, progress=False)
+
+
+def test_bad_inputs_get_clear_errors():
+    with pytest.raises(ValueError, match="no statistic sites"):
+        epi(no_statistics_model, GAUSSIAN, config=TINY, progress=False)
+    with pytest.raises(ValueError, match="does not declare"):
+        epi(identity_model, EmergentProperty(mean={"h": 0.0}, variance={"h": 1.0}), config=TINY, progress=False)
+    with pytest.raises(TypeError, match="EmergentProperty"):
+        epi(identity_model, {"f": 1.0}, config=TINY, progress=False)
+    with pytest.raises(ValueError, match="params"):
+        epi(identity_model, GAUSSIAN, params=["c"], config=TINY, progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        EPIConfig(batch_size=5)
+
+
+def test_mode_holds_fixed_coordinates_and_finds_the_peak():
+    config = EPIConfig(batch_size=200, epochs=3, iterations=300, test_batches=50, init_iterations=100)
+    result = epi(identity_model, GAUSSIAN, config=config, flow=SMALL_FLOW, progress=False)
+    mode = result.mode(fixed={"b": 0.5}, steps=300)
+    assert mode["b"].item() == pytest.approx(0.5, abs=1e-5)
+    assert abs(mode["a"].item() - 1.0) < 0.2
+    with pytest.raises(ValueError, match="unknown coordinates"):
+        result.mode(fixed={"z": 0.0})
+
+
+def test_inference_data_groups():
+    result = epi(identity_model, GAUSSIAN, config=TINY, flow=SMALL_FLOW, progress=False)
+    idata = result.to_inference_data(n=400)
+    assert set(idata.groups()) >= {"posterior", "posterior_predictive", "sample_stats", "constant_data"}
+    assert idata.posterior["a"].shape == (4, 100)
+    assert idata.sample_stats.attrs["method"] == "epi"
+    assert float(idata.constant_data["property_mean_f"]) == 1.0
