@@ -29,14 +29,14 @@ MODELS: dict[str, BuiltinModel] = {
     "lds2d": BuiltinModel(
         build=lambda n: LDS2D(),
         property=LDS2D.oscillation,
-        config=EPIConfig(batch_size=500, epochs=10, iterations=1000, c0=1.0),
+        config=EPIConfig(batch_size=500, epochs=8, iterations=1000, c0=0.1),
         flow=FlowConfig(units=50),
         summary="2-D linear system, property: 1 Hz oscillation (Bittner et al. 2021, Fig. 1)",
     ),
     "rank2_rnn": BuiltinModel(
         build=lambda n: Rank2RNN(n),
         property=Rank2RNN.stable_amplification,
-        config=EPIConfig(batch_size=200, epochs=10, iterations=500, c0=1e3, test_batch_size=200),
+        config=EPIConfig(batch_size=200, epochs=10, iterations=500, c0=1e3, test_batch_size=200, standardize=False),
         flow=FlowConfig(units=100),
         summary="rank-2 RNN of --n neurons, property: stable amplification (Fig. 2)",
     ),
