@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from pyro_circuits import CircuitProgram
@@ -22,3 +23,15 @@ def test_rotation_oscillates_at_one_hertz():
     stats = CircuitProgram(LDS2D()).simulate(values)
     torch.testing.assert_close(stats["imag_lambda"], torch.tensor([w]))
     torch.testing.assert_close(stats["real_lambda"], torch.zeros(1))
+
+
+@pytest.mark.slow
+def test_epi_reproduces_the_papers_distribution():
+    """Issue #2 acceptance on the demo settings: converged, std of (a11+a22)/2 ≈ 0.25, two modes."""
+    from benchmarks.epi_lds2d import run
+
+    row = run(seed=0)
+    assert row["converged"]
+    assert all(r["converged"] for r in row["achieved"])
+    assert abs(row["std_half_trace"] - 0.25) <= 0.05
+    assert min(row["mode_a12_pos"], row["mode_a12_neg"]) >= 0.25
