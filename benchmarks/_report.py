@@ -38,11 +38,21 @@ def write_json(name: str, payload: dict) -> Path:
     return path
 
 
+def read_json(name: str) -> dict:
+    """Results previously written by :func:`write_json` (empty when there are none)."""
+    path = OUTPUT / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def update_section(name: str, markdown: str) -> None:
     """Replace (or append) the ``name`` section of docs/benchmarks.md with ``markdown``."""
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     block = f"{begin}\n{markdown.strip()}\n{end}"
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else f"{text.rstrip()}\n\n{block}\n"
+    )
     DOC.write_text(text)

@@ -33,7 +33,14 @@ def shape_of_q(result, n: int = 20_000) -> dict:
 def run(seed: int) -> dict:
     entry = MODELS["lds2d"]
     start = time.perf_counter()
-    result = epi(LDS2D(), LDS2D.oscillation(), flow=entry.flow, config=entry.config, seed=seed, progress=False)
+    result = epi(
+        LDS2D(),
+        LDS2D.oscillation(),
+        flow=entry.flow,
+        config=entry.config,
+        seed=seed,
+        progress=False,
+    )
     wall = time.perf_counter() - start
     table = result.check()
     row = {
@@ -63,7 +70,9 @@ def main() -> None:
     rows = [run(seed) for seed in args.seeds]
     for row in rows:
         print(row, flush=True)
-    write_json("epi_lds2d", {"machine": machine(), "config": str(MODELS["lds2d"].config), "rows": rows})
+    write_json(
+        "epi_lds2d", {"machine": machine(), "config": str(MODELS["lds2d"].config), "rows": rows}
+    )
     lines = [
         "| seed | converged (epoch) | entropy (nats) | Re λ₁ mean / var | Im λ₁ mean / var | std (a11+a22)/2 | mass a12>0>a21 / a12<0<a21 | simulations | wall time (s) | all checks |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -80,9 +89,9 @@ def main() -> None:
         "epi_lds2d",
         f"""## EPI: 2-D linear system, 1 Hz oscillation
 
-`python -m benchmarks.epi_lds2d --seeds {' '.join(map(str, args.seeds))}` — {machine()}
+`python -m benchmarks.epi_lds2d --seeds {" ".join(map(str, args.seeds))}` — {machine()}
 
-Settings of `pyro-circuits epi lds2d` (`make demo`): {MODELS['lds2d'].config}. Targets: Re λ₁ mean 0,
+Settings of `pyro-circuits epi lds2d` (`make demo`): {MODELS["lds2d"].config}. Targets: Re λ₁ mean 0,
 var 0.0625; Im λ₁ mean 2π = 6.283, var (π/5)² = 0.395. Checks (issue #2): convergence test passes,
 std of (a11 + a22)/2 within 20 % of 0.25, each mode ≥ 25 % of the mass. Paper (tutorial, c0 = 1e-3,
 2000 steps per epoch): converged at epoch 10 with H ≈ 7.4–7.7 nats.

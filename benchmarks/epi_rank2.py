@@ -17,12 +17,19 @@ import time
 import numpy as np
 import torch
 
-from benchmarks._report import machine, update_section, write_json
+from benchmarks._report import machine, read_json, update_section, write_json
 from pyro_circuits import EPIConfig, FlowConfig, epi
 from pyro_circuits.models import Rank2RNN
 
 # Paper, §3 of the reference: seed-1 EPI traces (simulations to ‖E f − μ‖ < 0.5; first converged epoch).
-REFERENCE = {2: (30_000, 4), 5: (10_000, 2), 10: (0, 5), 25: (40_000, 4), 50: (50_000, 4), 100: (60_000, 2)}
+REFERENCE = {
+    2: (30_000, 4),
+    5: (10_000, 2),
+    10: (0, 5),
+    25: (40_000, 4),
+    50: (50_000, 4),
+    100: (60_000, 2),
+}
 
 
 def first_within(trace, prop, threshold: float = 0.5) -> int | None:
@@ -36,7 +43,13 @@ def first_within(trace, prop, threshold: float = 0.5) -> int | None:
 def run(n: int, seed: int, epochs: int) -> dict:
     model, prop = Rank2RNN(n), Rank2RNN.stable_amplification()
     config = EPIConfig(
-        batch_size=200, epochs=epochs, iterations=500, c0=1e3, test_batch_size=200, stop_early=True, standardize=False
+        batch_size=200,
+        epochs=epochs,
+        iterations=500,
+        c0=1e3,
+        test_batch_size=200,
+        stop_early=True,
+        standardize=False,
     )
     start = time.perf_counter()
     result = epi(model, prop, flow=FlowConfig(units=100), config=config, seed=seed, progress=False)
@@ -79,15 +92,29 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--resume", action="store_true", help="keep rows already in the JSON output"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = []
+    done = (
+        {(r["n"], r["seed"]): r for r in read_json("epi_rank2").get("rows", [])}
+        if args.resume
+        else {}
+    )
     for n in args.sizes:
         for seed in args.seeds:
-            rows.append(run(n, seed, args.epochs))
-            print(rows[-1], flush=True)
+            if (n, seed) not in done:
+                done[(n, seed)] = run(n, seed, args.epochs)
+                print(done[(n, seed)], flush=True)
+            report(sorted(done.values(), key=lambda r: (r["n"], r["seed"])), args)
+
+
+def report(rows: list[dict], args: argparse.Namespace) -> None:
+    """Write the JSON and the docs section (after every run, so partial sweeps are kept)."""
     write_json("epi_rank2", {"machine": machine(), "rows": rows})
-    command = f"python -m benchmarks.epi_rank2 --sizes {' '.join(map(str, args.sizes))} --seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs}"
+    sizes = sorted({r["n"] for r in rows})
+    command = f"python -m benchmarks.epi_rank2 --sizes {' '.join(map(str, sizes))} --seeds {' '.join(map(str, args.seeds))} --epochs {args.epochs}"
     update_section(
         "epi_rank2",
         f"""## EPI: rank-2 RNN stable amplification across sizes

@@ -24,10 +24,14 @@ def main() -> None:
     args = parser.parse_args()
     config = MODELS["lds2d"].config
     if args.quick:
-        config = replace(config, batch_size=100, epochs=1, iterations=20, init_iterations=20, test_batches=20)
+        config = replace(
+            config, batch_size=100, epochs=1, iterations=20, init_iterations=20, test_batches=20
+        )
 
     result = epi(LDS2D(), LDS2D.oscillation(), flow=MODELS["lds2d"].flow, config=config, seed=0)
-    print(f"converged: {result.converged} at epoch {result.epoch}, entropy {result.selected_entropy:.2f} nats")
+    print(
+        f"converged: {result.converged} at epoch {result.epoch}, entropy {result.selected_entropy:.2f} nats"
+    )
     print(result.check().to_string(index=False))
 
     draws = result.sample(10_000, seed=0)
@@ -38,7 +42,9 @@ def main() -> None:
     mode = result.mode(fixed={"a12": 2.0 * 3.14159}, steps=50 if args.quick else 500)
     sensitivity = result.sensitivity(mode)
     print("mode with a12 = 2π:", {k: round(v.item(), 2) for k, v in mode.items()})
-    print("most sensitive direction:", {k: round(v, 2) for k, v in sensitivity.most_sensitive.items()})
+    print(
+        "most sensitive direction:", {k: round(v, 2) for k, v in sensitivity.most_sensitive.items()}
+    )
     print("Hessian eigenvalues:", [round(v, 2) for v in sensitivity.eigenvalues.tolist()])
 
     print(az.summary(result.to_inference_data(n=400 if args.quick else 2000), kind="stats"))

@@ -125,7 +125,13 @@ def _fit_gaussian(q: SupportedFlow, target: Normal, config: EPIConfig, bar: tqdm
 class _Objective:
     """Simulations → sufficient statistics → constraint violations, for one program and property."""
 
-    def __init__(self, program: CircuitProgram, space: ParameterSpace, prop: EmergentProperty, standardize: bool):
+    def __init__(
+        self,
+        program: CircuitProgram,
+        space: ParameterSpace,
+        prop: EmergentProperty,
+        standardize: bool,
+    ):
         self.program, self.space, self.prop = program, space, prop
         self.target = prop.target
         self.scale = prop.constraint_scale if standardize else torch.ones_like(self.target)
@@ -133,7 +139,9 @@ class _Objective:
     def violations(self, theta: torch.Tensor) -> torch.Tensor:
         """(T(θ) − μ_opt) / scale per draw, shape (n, m)."""
         stats = self.program.simulate(self.space.split(theta))
-        return (self.prop.sufficient_statistics(stats) - self.target.to(theta)) / self.scale.to(theta)
+        return (self.prop.sufficient_statistics(stats) - self.target.to(theta)) / self.scale.to(
+            theta
+        )
 
     @torch.no_grad()
     def test(self, q: SupportedFlow, config: EPIConfig) -> tuple[MomentTest, torch.Tensor, float]:

@@ -54,8 +54,12 @@ class EPIResult(InferenceResult):
 
     def _flat(self, z) -> torch.Tensor:
         if isinstance(z, dict):
-            single = all(torch.as_tensor(z[n]).shape == self.space.shapes[n] for n in self.space.names)
-            return self.space.join({k: torch.as_tensor(v).unsqueeze(0) for k, v in z.items()} if single else z)
+            single = all(
+                torch.as_tensor(z[n]).shape == self.space.shapes[n] for n in self.space.names
+            )
+            return self.space.join(
+                {k: torch.as_tensor(v).unsqueeze(0) for k, v in z.items()} if single else z
+            )
         z = torch.as_tensor(z, dtype=torch.get_default_dtype())
         return z if z.dim() == 2 else z.reshape(1, -1)
 

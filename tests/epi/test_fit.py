@@ -28,7 +28,9 @@ def no_statistics_model():
 GAUSSIAN = EmergentProperty(mean={"f": 1.0, "g": -2.0}, variance={"f": 0.5**2, "g": 1.0**2})
 
 
-GAUSSIAN_CONFIG = EPIConfig(batch_size=200, epochs=3, iterations=250, c0=1.0, test_batch_size=500, init_iterations=100)
+GAUSSIAN_CONFIG = EPIConfig(
+    batch_size=200, epochs=3, iterations=250, c0=1.0, test_batch_size=500, init_iterations=100
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +63,16 @@ def test_same_seed_same_result_and_save_load_round_trip(tmp_path):
     path = first.save(tmp_path / "epi.pt")
     loaded = EPIResult.load(path)
     torch.testing.assert_close(loaded.sample(10, seed=7)["a"], first.sample(10, seed=7)["a"])
-    torch.testing.assert_close(loaded.log_prob({"a": torch.zeros(1), "b": torch.zeros(1)}), first.log_prob(torch.zeros(1, 2)))
+    torch.testing.assert_close(
+        loaded.log_prob({"a": torch.zeros(1), "b": torch.zeros(1)}),
+        first.log_prob(torch.zeros(1, 2)),
+    )
 
 
 def test_several_seeds_keep_the_converged_run_of_greatest_entropy():
-    result = epi(identity_model, GAUSSIAN, config=TINY, flow=SMALL_FLOW, seed=[0, 1], progress=False)
+    result = epi(
+        identity_model, GAUSSIAN, config=TINY, flow=SMALL_FLOW, seed=[0, 1], progress=False
+    )
     assert list(result.restarts["seed"]) == [0, 1]
     ranking = result.restarts.sort_values(["converged", "entropy"]).iloc[-1]
     assert result.seed == ranking["seed"]
@@ -81,7 +88,12 @@ def test_bad_inputs_get_clear_errors():
     with pytest.raises(ValueError, match="no statistic sites"):
         epi(no_statistics_model, GAUSSIAN, config=TINY, progress=False)
     with pytest.raises(ValueError, match="does not declare"):
-        epi(identity_model, EmergentProperty(mean={"h": 0.0}, variance={"h": 1.0}), config=TINY, progress=False)
+        epi(
+            identity_model,
+            EmergentProperty(mean={"h": 0.0}, variance={"h": 1.0}),
+            config=TINY,
+            progress=False,
+        )
     with pytest.raises(TypeError, match="EmergentProperty"):
         epi(identity_model, {"f": 1.0}, config=TINY, progress=False)
     with pytest.raises(ValueError, match="params"):
@@ -102,7 +114,12 @@ def test_mode_holds_fixed_coordinates_and_finds_the_peak(gaussian_fit):
 def test_inference_data_groups():
     result = epi(identity_model, GAUSSIAN, config=TINY, flow=SMALL_FLOW, progress=False)
     idata = result.to_inference_data(n=400)
-    assert set(idata.groups()) >= {"posterior", "posterior_predictive", "sample_stats", "constant_data"}
+    assert set(idata.groups()) >= {
+        "posterior",
+        "posterior_predictive",
+        "sample_stats",
+        "constant_data",
+    }
     assert idata.posterior["a"].shape == (4, 100)
     assert idata.sample_stats.attrs["method"] == "epi"
     assert idata.constant_data["property_mean_f"].values.item() == 1.0

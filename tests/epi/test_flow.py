@@ -35,8 +35,12 @@ def test_support_log_det_matches_autograd_jacobian():
 
 @pytest.mark.parametrize("permutations", ["lu", "shuffle", "none"])
 def test_flow_log_prob_is_a_change_of_variables(permutations):
-    space = ParameterSpace({"a": dist.Uniform(-2.0, 2.0), "b": dist.Uniform(0.0, 1.0), "c": dist.Uniform(-1.0, 3.0)})
-    q = SupportedFlow(space, FlowConfig(units=8, permutations=permutations), torch.Generator().manual_seed(1))
+    space = ParameterSpace(
+        {"a": dist.Uniform(-2.0, 2.0), "b": dist.Uniform(0.0, 1.0), "c": dist.Uniform(-1.0, 3.0)}
+    )
+    q = SupportedFlow(
+        space, FlowConfig(units=8, permutations=permutations), torch.Generator().manual_seed(1)
+    )
     # Perturb every parameter so the check does not rely on an identity initialisation.
     with torch.no_grad():
         for p in q.parameters():

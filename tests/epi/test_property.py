@@ -7,9 +7,18 @@ from pyro_circuits.epi import EmergentProperty
 def test_sufficient_statistics_and_target():
     prop = EmergentProperty(mean={"a": 1.0, "b": [0.0, 2.0]}, variance={"a": 4.0, "b": [1.0, 1.0]})
     stats = {"a": torch.tensor([3.0]), "b": torch.tensor([[1.0, 2.0]])}
-    assert torch.equal(prop.sufficient_statistics(stats), torch.tensor([[3.0, 1.0, 2.0, 4.0, 1.0, 0.0]]))
+    assert torch.equal(
+        prop.sufficient_statistics(stats), torch.tensor([[3.0, 1.0, 2.0, 4.0, 1.0, 0.0]])
+    )
     assert torch.equal(prop.target, torch.tensor([1.0, 0.0, 2.0, 4.0, 1.0, 1.0]))
-    assert prop.constraint_names == ["E[a]", "E[b[0]]", "E[b[1]]", "Var[a]", "Var[b[0]]", "Var[b[1]]"]
+    assert prop.constraint_names == [
+        "E[a]",
+        "E[b[0]]",
+        "E[b[1]]",
+        "Var[a]",
+        "Var[b[0]]",
+        "Var[b[1]]",
+    ]
 
 
 def test_unknown_site_is_named():

@@ -10,7 +10,9 @@ from pyro_circuits.models import LDS2D
 
 def test_statistics_match_numpy_eigenvalues():
     a = torch.empty(200, 4).uniform_(-10, 10)
-    stats = CircuitProgram(LDS2D(tau=2.0)).simulate(dict(zip(["a11", "a12", "a21", "a22"], a.T, strict=True)))
+    stats = CircuitProgram(LDS2D(tau=2.0)).simulate(
+        dict(zip(["a11", "a12", "a21", "a22"], a.T, strict=True))
+    )
     eig = np.linalg.eigvals(a.numpy().astype(np.float64).reshape(-1, 2, 2) / 2.0)
     principal = eig[np.arange(len(eig)), np.argmax(eig.real + 1e-9 * eig.imag, axis=1)]
     np.testing.assert_allclose(stats["real_lambda"].numpy(), principal.real, atol=1e-4)
@@ -19,7 +21,12 @@ def test_statistics_match_numpy_eigenvalues():
 
 def test_rotation_oscillates_at_one_hertz():
     w = 2 * math.pi
-    values = {"a11": torch.zeros(1), "a12": torch.tensor([w]), "a21": torch.tensor([-w]), "a22": torch.zeros(1)}
+    values = {
+        "a11": torch.zeros(1),
+        "a12": torch.tensor([w]),
+        "a21": torch.tensor([-w]),
+        "a22": torch.zeros(1),
+    }
     stats = CircuitProgram(LDS2D()).simulate(values)
     torch.testing.assert_close(stats["imag_lambda"], torch.tensor([w]))
     torch.testing.assert_close(stats["real_lambda"], torch.zeros(1))

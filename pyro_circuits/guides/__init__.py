@@ -1,0 +1,5 @@
+"""SVI guides, one per module."""
+
+from pyro_circuits.guides.lfads_encoder import LFADSEncoder
+
+__all__ = ["LFADSEncoder"]

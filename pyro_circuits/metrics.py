@@ -1,0 +1,115 @@
+"""Evaluation metrics: R² against ground truth and the Neural Latents Benchmark's bits per spike.
+
+Arrays are [trials, time, neurons] (torch tensors or numpy arrays); rates are in Hz and ``dt`` is
+the bin width in seconds, so the expected count of a bin is rate·dt.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import gammaln
+
+__all__ = ["bits_per_spike", "co_bps", "fp_bps", "latent_r2", "r2_score"]
+
+
+def _array(name: str, x) -> np.ndarray:
+    x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+    if x.ndim < 2:
+        raise ValueError(f"{name} must have at least 2 dimensions [..., features], got {x.shape}")
+    return x
+
+
+def r2_score(truth, estimate) -> float:
+    """Coefficient of determination per feature (last axis), averaged uniformly over features.
+
+    Leading axes (trials, time) are flattened, as ``sklearn.metrics.r2_score`` does with
+    ``multioutput="uniform_average"``.
+
+    Example:
+        >>> r2_score([[1.0], [2.0], [3.0]], [[1.0], [2.0], [4.0]])
+        0.5
+    """
+    truth, estimate = _array("truth", truth), _array("estimate", estimate)
+    if truth.shape != estimate.shape:
+        raise ValueError(f"truth {truth.shape} and estimate {estimate.shape} differ in shape")
+    truth, estimate = truth.reshape(-1, truth.shape[-1]), estimate.reshape(-1, estimate.shape[-1])
+    residual = ((truth - estimate) ** 2).sum(0)
+    total = ((truth - truth.mean(0)) ** 2).sum(0)
+    return float(np.mean(1 - residual / total))
+
+
+def latent_r2(estimate_train, truth_train, estimate_valid, truth_valid) -> float:
+    """R² of true latents predicted by an affine map of the estimated ones.
+
+    The map is fitted by least squares on the training trials and scored on the validation trials.
+
+    Example:
+        >>> z = np.random.default_rng(0).normal(size=(4, 10, 2))
+        >>> round(latent_r2(2 * z + 1, z, 2 * z[:2] + 1, z[:2]), 6)
+        1.0
+    """
+
+    def design(x):
+        x = _array("estimate", x)
+        x = x.reshape(-1, x.shape[-1])
+        return np.concatenate([x, np.ones((len(x), 1))], 1)
+
+    truth_train, truth_valid = (
+        _array("truth_train", truth_train),
+        _array("truth_valid", truth_valid),
+    )
+    weights = np.linalg.lstsq(
+        design(estimate_train), truth_train.reshape(-1, truth_train.shape[-1]), rcond=None
+    )[0]
+    predicted = design(estimate_valid) @ weights
+    return r2_score(truth_valid.reshape(-1, truth_valid.shape[-1]), predicted)
+
+
+def _poisson_nll(expected: np.ndarray, counts: np.ndarray) -> float:
+    expected = np.where(expected == 0, 1e-9, expected)
+    return float(np.nansum(expected - counts * np.log(expected) + gammaln(counts + 1)))
+
+
+def bits_per_spike(rates, counts, dt: float) -> float:
+    """Log-likelihood improvement over a per-neuron constant rate, in bits per spike (NLB).
+
+    (NLL_null − NLL_model) / (Σ counts · ln 2), where the null model predicts each neuron's mean
+    count over trials and time; NaN counts are ignored.
+
+    Example:
+        >>> counts = np.array([[[0.0], [2.0]]])
+        >>> bits_per_spike(counts.mean() / 0.1 * np.ones_like(counts), counts, dt=0.1)
+        0.0
+    """
+    rates, counts = _array("rates", rates), _array("counts", counts)
+    if rates.shape != counts.shape:
+        raise ValueError(f"rates {rates.shape} and counts {counts.shape} differ in shape")
+    if (rates < 0).any():
+        raise ValueError("rates must be non-negative")
+    if dt <= 0:
+        raise ValueError(f"dt must be positive, got {dt}")
+    flat = counts.reshape(-1, counts.shape[-1])
+    null = np.broadcast_to(np.nanmean(flat, 0), flat.shape)
+    gain = _poisson_nll(null, flat) - _poisson_nll(rates.reshape(flat.shape) * dt, flat)
+    return float(gain / (np.nansum(flat) * math.log(2)))
+
+
+def co_bps(rates, counts, heldout, dt: float) -> float:
+    """Co-smoothing bits per spike: :func:`bits_per_spike` on the held-out neurons only."""
+    heldout = np.asarray(heldout, dtype=int)
+    if heldout.size == 0:
+        raise ValueError("heldout must name at least one neuron")
+    return bits_per_spike(
+        _array("rates", rates)[..., heldout], _array("counts", counts)[..., heldout], dt
+    )
+
+
+def fp_bps(rates, counts, n_forward: int, dt: float) -> float:
+    """Forward-prediction bits per spike: :func:`bits_per_spike` on the last ``n_forward`` bins."""
+    if not isinstance(n_forward, int) or n_forward < 1:
+        raise ValueError(f"n_forward must be a positive integer, got {n_forward!r}")
+    return bits_per_spike(
+        _array("rates", rates)[:, -n_forward:], _array("counts", counts)[:, -n_forward:], dt
+    )

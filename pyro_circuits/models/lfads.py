@@ -1,0 +1,261 @@
+"""LFADS (Sussillo et al. 2016; Pandarinath et al. 2018) as a Pyro program.
+
+Per trial: an initial condition ``ic`` ~ N(μ, 0.1 I) sets the generator state g_0; optional
+inferred inputs ``co`` (one vector per time step, AR(1) prior) and measured inputs drive a
+generator GRU whose state is clipped to ±``cell_clip``; factors f_t = W g_t with unit-norm rows
+of W; rates exp(readout(f_t)) Hz; spike counts ~ Poisson(rate·dt) (or Normal observations for
+continuous data). The matching guide is :class:`pyro_circuits.guides.LFADSEncoder`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions.torch_distribution import TorchDistribution
+from pyro.nn import PyroModule
+from torch import nn
+from torch.distributions import constraints
+
+from pyro_circuits.datasets.spike_data import check_counts
+
+__all__ = ["LFADS", "AR1Normal"]
+
+
+class AR1Normal(TorchDistribution):
+    """Independent AR(1) processes x_t = α x_{t-1} + σ ε_t over ``n_steps``, stationary at t = 0.
+
+    α = exp(-1/τ) (τ in steps); x_0 ~ N(0, σ²/(1 - α²)), the stationary variance. The event
+    shape is (n_steps, dim) for ``alpha`` and ``scale`` of shape (..., dim).
+
+    Example:
+        >>> d = AR1Normal(torch.tensor([0.9]), torch.tensor([0.1]), n_steps=5)
+        >>> d.sample().shape
+        torch.Size([5, 1])
+    """
+
+    arg_constraints = {"alpha": constraints.interval(0.0, 1.0), "scale": constraints.positive}
+    support = constraints.independent(constraints.real, 2)
+    has_rsample = True
+
+    def __init__(self, alpha, scale, n_steps: int, validate_args=None):
+        self.alpha, self.scale = torch.broadcast_tensors(alpha, scale)
+        self.n_steps = n_steps
+        batch_shape, dim = self.alpha.shape[:-1], self.alpha.shape[-1:]
+        super().__init__(batch_shape, torch.Size((n_steps, *dim)), validate_args=validate_args)
+
+    @property
+    def stationary_scale(self) -> torch.Tensor:
+        return self.scale / torch.sqrt(1 - self.alpha**2)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape) + self.alpha.shape[-1:]
+        return AR1Normal(self.alpha.expand(shape), self.scale.expand(shape), self.n_steps)
+
+    def rsample(self, sample_shape=()):
+        noise = torch.randn(self._extended_shape(sample_shape), device=self.alpha.device)
+        x = noise[..., 0, :] * self.stationary_scale
+        steps = [x]
+        for t in range(1, self.n_steps):
+            x = self.alpha * x + self.scale * noise[..., t, :]
+            steps.append(x)
+        return torch.stack(steps, -2)
+
+    def log_prob(self, value):
+        first = dist.Normal(0.0, self.stationary_scale).log_prob(value[..., 0, :])
+        alpha, scale = self.alpha.unsqueeze(-2), self.scale.unsqueeze(-2)
+        rest = dist.Normal(alpha * value[..., :-1, :], scale).log_prob(value[..., 1:, :])
+        return first.sum(-1) + rest.sum((-1, -2))
+
+
+def init_gru(module: nn.GRU | nn.GRUCell) -> nn.GRU | nn.GRUCell:
+    """N(0, 1/fan_in) weights, zero biases except an update-gate input bias of 1 (remember)."""
+    hidden = module.hidden_size
+    for name, value in module.named_parameters():
+        if name.startswith("weight"):
+            nn.init.normal_(value, std=1 / math.sqrt(value.shape[1]))
+        else:
+            nn.init.zeros_(value)
+            if name.startswith("bias_ih"):
+                with torch.no_grad():
+                    value[hidden : 2 * hidden] = 1.0
+    return module
+
+
+class LFADS(PyroModule):
+    """The LFADS generative model for spike counts [trials, time, neurons].
+
+    Arguments:
+        n_neurons: observed neurons.
+        ic_dim, gen_dim, fac_dim: initial-condition, generator and factor sizes.
+        co_dim: inferred-input size (0: none). ext_dim: measured-input size (0: none).
+        dt: bin width in seconds (rates are in Hz). likelihood: ``"poisson"`` or ``"gaussian"``.
+        ic_prior_var: variance of the ic prior (its mean is learnt).
+        co_tau, co_noise_var: initial AR(1) time constant (bins) and process variance of the
+            ``co`` prior; both are learnt. cell_clip: generator state clip. dropout: on factors.
+
+    Sites (in the ``trials`` plate): ``ic`` [ic_dim], ``co`` [time, co_dim], deterministic
+    ``factors`` and ``rates`` (Hz; the predicted mean for the Gaussian likelihood), and the
+    observed ``counts``. Call signature
+    ``model(counts, inputs=None, *, n_trials=None, cd_mask=None)``: ``n_trials`` is the size
+    of the full data set when ``counts`` is a minibatch; ``cd_mask`` (coordinated dropout) scores
+    only the entries where it is 0.
+
+    Example:
+        >>> model = LFADS(n_neurons=5, ic_dim=4, gen_dim=8, fac_dim=3, co_dim=1)
+        >>> trace = pyro.poutine.trace(model).get_trace(torch.zeros(2, 7, 5))
+        >>> trace.nodes["co"]["value"].shape, trace.nodes["rates"]["value"].shape
+        (torch.Size([2, 7, 1]), torch.Size([2, 7, 5]))
+    """
+
+    dims = {
+        "ic": ["trial", "ic_dim"],
+        "co": ["trial", "time", "co_dim"],
+        "factors": ["trial", "time", "factor"],
+        "rates": ["trial", "time", "neuron"],
+        "counts": ["trial", "time", "neuron"],
+    }
+
+    def __init__(
+        self,
+        n_neurons: int,
+        *,
+        ic_dim: int = 64,
+        gen_dim: int = 100,
+        fac_dim: int = 20,
+        co_dim: int = 0,
+        ext_dim: int = 0,
+        dt: float = 0.01,
+        likelihood: str = "poisson",
+        ic_prior_var: float = 0.1,
+        co_tau: float = 10.0,
+        co_noise_var: float = 0.1,
+        cell_clip: float = 5.0,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        for name, value in dict(
+            n_neurons=n_neurons, ic_dim=ic_dim, gen_dim=gen_dim, fac_dim=fac_dim
+        ).items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, value in dict(co_dim=co_dim, ext_dim=ext_dim).items():
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if likelihood not in ("poisson", "gaussian"):
+            raise ValueError(f"likelihood must be 'poisson' or 'gaussian', got {likelihood!r}")
+        if dt <= 0 or ic_prior_var <= 0 or co_tau <= 0 or co_noise_var <= 0 or cell_clip <= 0:
+            raise ValueError(
+                "dt, ic_prior_var, co_tau, co_noise_var and cell_clip must be positive"
+            )
+        self.n_neurons, self.ic_dim, self.gen_dim = n_neurons, ic_dim, gen_dim
+        self.fac_dim, self.co_dim, self.ext_dim = fac_dim, co_dim, ext_dim
+        self.dt, self.likelihood, self.cell_clip = dt, likelihood, cell_clip
+        self.ic_prior_mean = nn.Parameter(torch.zeros(ic_dim))
+        self.register_buffer("ic_prior_scale", torch.full((ic_dim,), math.sqrt(ic_prior_var)))
+        self.co_log_tau = nn.Parameter(torch.full((co_dim,), math.log(co_tau)))
+        self.co_log_noise_var = nn.Parameter(torch.full((co_dim,), math.log(co_noise_var)))
+        self.ic_to_g0 = nn.Linear(ic_dim, gen_dim)
+        self.generator = init_gru(nn.GRU(max(co_dim + ext_dim, 1), gen_dim, batch_first=True))
+        self.factor_weight = nn.Parameter(torch.randn(fac_dim, gen_dim) / math.sqrt(gen_dim))
+        self.dropout = nn.Dropout(dropout)
+        self.readout = nn.Linear(fac_dim, n_neurons)
+        nn.init.normal_(self.readout.weight, std=1 / math.sqrt(fac_dim))
+        nn.init.zeros_(self.readout.bias)
+        if likelihood == "gaussian":
+            self.log_noise_scale = nn.Parameter(torch.zeros(n_neurons))
+        self._memo = None
+
+    # --- the generator, shared with the guide -------------------------------------------------
+    # A GRU state is a convex combination of the previous state and a tanh candidate, so
+    # clipping g_0 to ±cell_clip keeps every later state within the clip as well.
+    def initial_state(self, ic: torch.Tensor) -> torch.Tensor:
+        """Generator state g_0 from the initial condition."""
+        return self.ic_to_g0(ic).clamp(-self.cell_clip, self.cell_clip)
+
+    def factor_matrix(self) -> torch.Tensor:
+        """The [gen_dim, fac_dim] factor map; its columns (rows of W) have unit norm."""
+        return (self.factor_weight / self.factor_weight.norm(dim=1, keepdim=True)).T
+
+    def step(self, g: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """One generator step: state g_t [batch, gen_dim] from g_{t-1} and u_t = [co_t, ext_t]."""
+        gru = self.generator
+        return torch.gru_cell(
+            u, g, gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0
+        )
+
+    def remember(self, ic, co, inputs, factors) -> None:
+        """Cache factors the guide computed for exactly these (ic, co, inputs) tensors.
+
+        The guide runs the generator while it samples ``co``; the model reuses that run instead
+        of repeating it when it is replayed on the same tensors (checked by identity).
+        """
+        self._memo = (ic, co, inputs, factors)
+
+    def factors(self, ic, co, inputs, n_steps: int) -> torch.Tensor:
+        """Factors [..., time, fac_dim] generated from ``ic``, inferred and measured inputs."""
+        memo, self._memo = self._memo, None
+        if memo is not None and memo[0] is ic and memo[1] is co and memo[2] is inputs:
+            return memo[3]
+        lead = ic.shape[:-1]
+        parts = [] if co is None else [co.expand(*lead, -1, -1)]
+        if inputs is not None:
+            parts.append(inputs.expand(*lead, -1, -1))
+        u = torch.cat(parts, -1) if parts else ic.new_zeros(*lead, n_steps, 1)
+        g0 = self.initial_state(ic).reshape(1, -1, self.gen_dim)
+        states = self.generator(u.reshape(-1, n_steps, u.shape[-1]), g0)[0]
+        return self.dropout(states.reshape(*lead, n_steps, self.gen_dim)) @ self.factor_matrix()
+
+    # --- the model ------------------------------------------------------------------------------
+    def init_readout(self, counts: torch.Tensor) -> LFADS:
+        """Set the readout bias to each neuron's mean log rate (Poisson) or mean (Gaussian)."""
+        check_counts(counts, integer=self.likelihood == "poisson")
+        mean = counts.mean((0, 1))
+        with torch.no_grad():
+            if self.likelihood == "poisson":
+                self.readout.bias.copy_(torch.log(mean.clamp(min=1e-3) / self.dt))
+            else:
+                self.readout.bias.copy_(mean)
+        return self
+
+    def co_prior(self, n_steps: int) -> AR1Normal:
+        alpha = torch.exp(-torch.exp(-self.co_log_tau))
+        return AR1Normal(alpha, torch.exp(self.co_log_noise_var / 2), n_steps)
+
+    def check_data(self, counts, inputs=None) -> None:
+        """Raise a clear error for malformed ``counts`` or ``inputs``."""
+        check_counts(counts, integer=self.likelihood == "poisson")
+        if counts.shape[-1] != self.n_neurons:
+            raise ValueError(f"counts has {counts.shape[-1]} neurons, the model {self.n_neurons}")
+        if self.ext_dim and inputs is None:
+            raise ValueError(f"inputs of shape [trials, time, {self.ext_dim}] are required")
+        if inputs is not None and inputs.shape != (*counts.shape[:2], self.ext_dim):
+            raise ValueError(
+                f"inputs must have shape {(*counts.shape[:2], self.ext_dim)}, "
+                f"got {tuple(inputs.shape)}"
+            )
+
+    def forward(self, counts, inputs=None, *, n_trials=None, cd_mask=None):
+        self.check_data(counts, inputs)
+        n_batch, n_steps, _ = counts.shape
+        subsample = torch.arange(n_batch, device=counts.device)
+        with pyro.plate("trials", n_trials or n_batch, subsample=subsample, dim=-1):
+            ic_prior = dist.Normal(self.ic_prior_mean, self.ic_prior_scale)
+            ic = pyro.sample("ic", ic_prior.expand([n_batch, self.ic_dim]).to_event(1))
+            co = None
+            if self.co_dim:
+                co = pyro.sample("co", self.co_prior(n_steps).expand([n_batch]))
+            factors = self.factors(ic, co, inputs, n_steps)
+            pyro.deterministic("factors", factors, event_dim=2)
+            mean = self.readout(factors)
+            if self.likelihood == "poisson":
+                rates = pyro.deterministic("rates", torch.exp(mean), event_dim=2)
+                observation = dist.Poisson(rates * self.dt)
+            else:
+                pyro.deterministic("rates", mean, event_dim=2)
+                observation = dist.Normal(mean, torch.exp(self.log_noise_scale))
+            if cd_mask is not None:
+                observation = observation.mask(cd_mask == 0)
+            return pyro.sample("counts", observation.to_event(2), obs=counts)

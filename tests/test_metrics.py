@@ -1,0 +1,56 @@
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import poisson
+
+from pyro_circuits.metrics import bits_per_spike, co_bps, fp_bps, latent_r2, r2_score
+
+
+def test_r2_by_hand():
+    truth = np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 2.0]])
+    estimate = np.array([[1.0, 0.0], [2.0, 1.0], [4.0, 2.0]])
+    # column 0: 1 - 1/2; column 1: SS_tot = 8/3, SS_res = 1 -> 1 - 3/8
+    assert r2_score(truth, estimate) == pytest.approx((0.5 + 0.625) / 2)
+    with pytest.raises(ValueError, match="shape"):
+        r2_score(truth, estimate[:2])
+
+
+def test_latent_r2_recovers_an_affine_map():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(6, 20, 3))
+    estimate = z @ rng.normal(size=(3, 5)) + 2.0
+    assert latent_r2(estimate[:4], z[:4], estimate[4:], z[4:]) == pytest.approx(1.0)
+    assert latent_r2(rng.normal(size=(4, 20, 5)), z[:4], rng.normal(size=(2, 20, 5)), z[4:]) < 0.2
+
+
+def test_bits_per_spike_by_hand():
+    counts = np.array([[[0.0], [1.0], [2.0], [1.0]]])
+    rates = np.array([[[0.5], [1.0], [2.0], [1.0]]]) / 0.1  # Hz, dt = 0.1
+    null = -poisson.logpmf(counts, 1.0).sum()
+    model = -poisson.logpmf(counts, rates * 0.1).sum()
+    expected = (null - model) / (4.0 * math.log(2))
+    assert bits_per_spike(rates, counts, dt=0.1) == pytest.approx(expected)
+
+
+def test_true_rates_beat_the_null_model():
+    rng = np.random.default_rng(1)
+    rates = rng.gamma(2.0, 10.0, size=(50, 30, 4))
+    counts = rng.poisson(rates * 0.05).astype(float)
+    assert bits_per_spike(rates, counts, dt=0.05) > 0
+    null = np.broadcast_to(counts.mean((0, 1)) / 0.05, counts.shape)
+    assert bits_per_spike(null, counts, dt=0.05) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_co_bps_and_fp_bps_select_neurons_and_bins():
+    rng = np.random.default_rng(2)
+    rates = rng.gamma(2.0, 10.0, size=(10, 12, 5))
+    counts = rng.poisson(rates * 0.1).astype(float)
+    assert co_bps(rates, counts, [3, 4], 0.1) == bits_per_spike(
+        rates[..., 3:], counts[..., 3:], 0.1
+    )
+    assert fp_bps(rates, counts, 4, 0.1) == bits_per_spike(rates[:, -4:], counts[:, -4:], 0.1)
+    with pytest.raises(ValueError, match="heldout"):
+        co_bps(rates, counts, [], 0.1)
+    with pytest.raises(ValueError, match="non-negative"):
+        bits_per_spike(-rates, counts, 0.1)

@@ -1,0 +1,153 @@
+import arviz as az
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+
+from pyro_circuits.datasets import lorenz
+from pyro_circuits.guides import LFADSEncoder
+from pyro_circuits.models import LFADS
+from pyro_circuits.train import SVIFit, scale_latents, train
+
+
+@pytest.fixture(scope="module")
+def data():
+    return lorenz(n_conditions=6, n_trials=6, n_neurons=8, n_bins=20, base_rate=20.0, seed=1)
+
+
+def build(co_dim=0, seed=0):
+    torch.manual_seed(seed)
+    model = LFADS(8, ic_dim=4, gen_dim=12, fac_dim=3, co_dim=co_dim)
+    return model, LFADSEncoder(model, enc_dim=8, ci_dim=4, con_dim=4)
+
+
+def test_elbo_decreases_on_a_tiny_dataset(data):
+    model, guide = build()
+    model.init_readout(data.train.counts)
+    fit = train(
+        model,
+        guide,
+        data.train.counts,
+        valid_counts=data.valid.counts,
+        max_epochs=25,
+        batch_size=10,
+        lr=2e-2,
+        progress=False,
+        seed=0,
+    )
+    valid = [h["valid_loss"] for h in fit.history]
+    assert min(valid[-5:]) < valid[0] - 0.05 * abs(valid[0])
+
+
+def test_same_seed_same_fit(data):
+    histories = []
+    for _ in range(2):
+        model, guide = build(co_dim=1)
+        fit = train(
+            model,
+            guide,
+            data.train.counts,
+            max_epochs=2,
+            batch_size=10,
+            cd_rate=0.3,
+            kl_warmup=5,
+            l2_scale=1.0,
+            progress=False,
+            seed=3,
+        )
+        histories.append([h["loss"] for h in fit.history])
+    assert histories[0] == histories[1]
+
+
+def test_checkpoint_resume_continues_from_the_saved_step(data, tmp_path):
+    kwargs = dict(batch_size=10, cd_rate=0.2, kl_warmup=4, progress=False, seed=2)
+    model, guide = build(co_dim=1)
+    straight = train(model, guide, data.train.counts, max_epochs=4, **kwargs)
+
+    path = tmp_path / "fit.ckpt"
+    model, guide = build(co_dim=1)
+    first = train(model, guide, data.train.counts, max_epochs=2, checkpoint=path, **kwargs)
+    assert first.history[-1]["step"] == 2 * 3  # 29 training trials / 10 per batch
+    model, guide = build(co_dim=1, seed=99)  # fresh weights: everything comes from the checkpoint
+    resumed = train(model, guide, data.train.counts, max_epochs=4, checkpoint=path, **kwargs)
+    assert [h["step"] for h in resumed.history] == [3, 6, 9, 12]
+    assert resumed.history[:2] == first.history
+    for a, b in zip(resumed.history, straight.history, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+def test_early_stopping_and_time_budget(data):
+    model, guide = build()
+    fit = train(
+        model,
+        guide,
+        data.train.counts,
+        valid_counts=data.valid.counts,
+        max_epochs=50,
+        batch_size=30,
+        lr=1.0,
+        patience=2,
+        progress=False,
+    )
+    assert len(fit.history) < 50
+    model, guide = build()
+    fit = train(model, guide, data.train.counts, max_epochs=50, max_time=0.0, progress=False)
+    assert len(fit.history) == 1
+
+
+def test_scale_latents_leaves_observations_alone():
+    def program():
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.5))
+
+    with scale_latents(0.25):
+        trace = poutine.trace(program).get_trace()
+    assert trace.nodes["z"]["scale"] == 0.25 and trace.nodes["x"]["scale"] == 1.0
+
+
+def test_posterior_summaries_and_inference_data(data, tmp_path):
+    model, guide = build(co_dim=1)
+    fit = train(model, guide, data.train.counts, max_epochs=1, batch_size=10, progress=False)
+    x = data.valid.counts
+    means = fit.posterior_mean(x, num_samples=4, batch_size=3)
+    assert means["rates"].shape == x.shape and means["co"].shape == (len(x), 20, 1)
+    draws = fit.sample(x, num_samples=3)
+    assert draws["counts"].shape == (3, *x.shape) and draws["factors"].shape == (3, len(x), 20, 3)
+    idata = fit.to_inference_data(x, num_samples=5)
+    assert idata.posterior["rates"].dims == ("chain", "draw", "trial", "time", "neuron")
+    assert idata.posterior_predictive["counts"].shape == (1, 5, *x.shape)
+    assert idata.log_likelihood["counts"].shape == (1, 5, *x.shape)
+    assert az.loo(idata).elpd_loo < 0
+    fit.save(tmp_path / "fit.pt")
+    model2, guide2 = build(co_dim=1, seed=7)
+    loaded = SVIFit.load(tmp_path / "fit.pt", model2, guide2)
+    torch.testing.assert_close(
+        loaded.posterior_mean(x, num_samples=4)["rates"],
+        fit.posterior_mean(x, num_samples=4)["rates"],
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(batch_size=0), "batch_size"),
+        (dict(cd_rate=1.0), "cd_rate"),
+        (dict(lr=-1.0), "lr"),
+        (dict(valid_counts=torch.zeros(3, 4)), "valid_counts"),
+    ],
+)
+def test_bad_arguments_are_rejected(data, kwargs, message):
+    model, guide = build()
+    with pytest.raises(ValueError, match=message):
+        train(model, guide, data.train.counts, progress=False, **kwargs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_and_summaries_on_cuda(data):
+    model, guide = build(co_dim=1)
+    fit = train(
+        model, guide, data.train.counts, max_epochs=1, batch_size=10, progress=False, device="cuda"
+    )
+    assert next(model.parameters()).is_cuda
+    assert fit.posterior_mean(data.valid.counts, num_samples=2)["rates"].is_cuda
