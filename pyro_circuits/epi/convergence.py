@@ -34,7 +34,7 @@ def moment_test(batch_violations: torch.Tensor, alpha: float = 0.05) -> MomentTe
         >>> _ = torch.manual_seed(0)
         >>> moment_test(torch.randn(200, 2)).converged
         True
-        >>> moment_test(torch.randn(200, 2) + 1.0).converged
+        >>> moment_test(torch.randn(200, 2) + 4.0).converged
         False
     """
     if batch_violations.dim() != 2:

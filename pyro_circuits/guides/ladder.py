@@ -1,0 +1,84 @@
+"""The ladder guide of :class:`~pyro_circuits.models.calcium_lfads.CalciumLFADS`."""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule
+from torch import nn
+
+from pyro_circuits.guides.lfads_encoder import LFADSEncoder, _bidirectional_gru
+from pyro_circuits.models.calcium_lfads import CalciumLFADS
+from pyro_circuits.models.lfads import init_gru
+
+__all__ = ["LadderEncoder"]
+
+
+class LadderEncoder(PyroModule):
+    """Guide for :class:`CalciumLFADS`: dynamics-level and spike-level encoders of fluorescence.
+
+    Dynamics level: an :class:`LFADSEncoder` of the model reads the fluorescence (missing frames
+    read as 0) and samples ``ic`` and ``co``. Spike level: a bidirectional GRU reads the same
+    fluorescence; a controller GRU reads its outputs with the factors f_t generated from the
+    sampled ``ic``/``co`` and gives q(z_t) = N(μ_t, σ_t²) (mean field over steps given those).
+
+    Arguments:
+        model: the CalciumLFADS model (shared, not copied).
+        enc_dim, con_dim: spike-level encoder and controller sizes.
+        z_post_var_min: floor of the q(z_t) variance.
+        **deep: options of the dynamics-level :class:`LFADSEncoder` (``enc_dim``, ``ci_dim``, ...).
+
+    Example:
+        >>> model = CalciumLFADS(4, z_dim=2, ic_dim=3, gen_dim=6, fac_dim=2)
+        >>> guide = LadderEncoder(model, enc_dim=5, con_dim=5, deep=dict(enc_dim=5))
+        >>> trace = pyro.poutine.trace(guide).get_trace(torch.zeros(2, 7, 4))
+        >>> trace.nodes["ic"]["value"].shape, trace.nodes["z"]["value"].shape
+        (torch.Size([2, 3]), torch.Size([2, 7, 2]))
+    """
+
+    def __init__(
+        self,
+        model: CalciumLFADS,
+        *,
+        enc_dim: int = 32,
+        con_dim: int = 32,
+        z_post_var_min: float = 1e-4,
+        deep: dict | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, CalciumLFADS):
+            raise TypeError(f"model must be a CalciumLFADS, got {type(model).__name__}")
+        for name, value in dict(enc_dim=enc_dim, con_dim=con_dim).items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        object.__setattr__(self, "model", model)  # shared, not a submodule: no duplicate params
+        self.z_post_var_min = z_post_var_min
+        self.deep = LFADSEncoder(model, **(deep or {}))
+        self.encoder = _bidirectional_gru(model.n_neurons, enc_dim)
+        self.controller = init_gru(nn.GRU(2 * enc_dim + model.fac_dim, con_dim, batch_first=True))
+        self.z_linear = nn.Linear(con_dim, 2 * model.z_dim)
+
+    def forward(self, fluorescence, inputs=None, *, n_trials=None, cd_mask=None):
+        model = self.model
+        model.check_data(fluorescence, inputs)
+        x = torch.where(fluorescence.isnan(), 0.0, fluorescence)
+        latents = poutine.trace(self.deep).get_trace(x, inputs, n_trials=n_trials).nodes
+        ic = latents["ic"]["value"]
+        co = latents["co"]["value"] if model.co_dim else None
+        n_batch, n_steps, _ = x.shape
+        factors = model.factors(ic, co, inputs, n_steps)
+        model.remember(ic, co, inputs, factors)  # the model replays these draws
+        features = self.encoder(x)[0].expand(*factors.shape[:-1], -1)
+        controls = torch.cat([features, factors], -1)
+        h = self.controller(controls.flatten(0, -3))[0].reshape(*controls.shape[:-1], -1)
+        loc, logvar = self.z_linear(h).chunk(2, -1)
+        scale = torch.sqrt(torch.exp(logvar) + self.z_post_var_min)
+        subsample = torch.arange(n_batch, device=x.device)
+        # The dynamics-level encoder recorded the trials plate's subsample site already.
+        with (
+            poutine.block(hide=["trials"]),
+            pyro.plate("trials", n_trials or n_batch, subsample=subsample, dim=-1),
+        ):
+            pyro.sample("z", dist.Normal(loc, scale).to_event(2))

@@ -1,0 +1,93 @@
+import pyro
+import pytest
+import torch
+from pyro import poutine
+
+from pyro_circuits.guides import LFADSEncoder
+from pyro_circuits.guides.ladder import LadderEncoder
+from pyro_circuits.models import LFADS
+from pyro_circuits.models.calcium import fluorescence_from_spikes
+from pyro_circuits.models.calcium_lfads import CalciumLFADS
+from pyro_circuits.train import train
+
+SIZES = dict(z_dim=2, ic_dim=3, gen_dim=6, fac_dim=2)
+GUIDE = dict(enc_dim=5, con_dim=5, deep=dict(enc_dim=5, ci_dim=5, con_dim=5))
+
+
+def fluorescence(trials=8, steps=20, neurons=4, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    spikes = torch.poisson(torch.full((trials, steps, neurons), 0.5), generator=generator)
+    return spikes, fluorescence_from_spikes(spikes, seed=seed)[1]
+
+
+def latent_sites(trace):
+    return {
+        name: [frame.name for frame in site["cond_indep_stack"]]
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and name != "trials"
+    }
+
+
+@pytest.mark.parametrize("co_dim", [0, 1])
+def test_model_and_guide_traces_match(co_dim):
+    model = CalciumLFADS(4, co_dim=co_dim, **SIZES)
+    guide = LadderEncoder(model, **GUIDE)
+    _, fluor = fluorescence()
+    guide_trace = poutine.trace(guide).get_trace(fluor)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(fluor)
+    expected = {"ic": ["trials"], "z": ["trials"]} | ({"co": ["trials"]} if co_dim else {})
+    assert latent_sites(guide_trace) == latent_sites(model_trace) == expected
+    for name in expected:
+        assert guide_trace.nodes[name]["value"] is model_trace.nodes[name]["value"]
+        site = model_trace.nodes[name]
+        assert torch.isfinite(site["fn"].log_prob(site["value"])).all()
+    assert model_trace.nodes["fluorescence"]["is_observed"]
+    spikes = model_trace.nodes["spikes"]["value"]
+    assert spikes.shape == fluor.shape and (spikes >= 0).all()
+
+
+def test_elbo_decreases_on_a_tiny_dataset():
+    spikes, fluor = fluorescence(trials=16)
+    model = CalciumLFADS(4, co_dim=1, **SIZES).init_readout(spikes)
+    fit = train(
+        model,
+        LadderEncoder(model, **GUIDE),
+        fluor,
+        batch_size=8,
+        max_epochs=25,
+        lr=0.02,
+        progress=False,
+    )
+    losses = [record["loss"] for record in fit.history]
+    assert all(map(torch.isfinite, map(torch.tensor, losses)))
+    assert sum(losses[-5:]) < sum(losses[:5]) / 2
+    posterior = fit.posterior_mean(fluor, num_samples=3)
+    assert posterior["spikes"].shape == posterior["calcium"].shape == fluor.shape
+    assert (posterior["spikes"] >= 0).all()
+
+
+def test_missing_frames_keep_the_elbo_finite():
+    _, fluor = fluorescence()
+    fluor[:, 5:8] = float("nan")
+    model = CalciumLFADS(4, co_dim=1, **SIZES)
+    guide = LadderEncoder(model, **GUIDE)
+    loss = pyro.infer.Trace_ELBO().differentiable_loss(model, guide, fluor)
+    grads = torch.autograd.grad(loss, [*model.parameters(), *guide.parameters()])
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(grad).all() for grad in grads)
+
+
+def test_bad_input_raises():
+    model = CalciumLFADS(4, **SIZES)
+    _, fluor = fluorescence()
+    with pytest.raises(ValueError, match="cd_mask"):
+        model(fluor, cd_mask=torch.zeros_like(fluor))
+    with pytest.raises(ValueError, match="neurons"):
+        model(fluor[..., :3])
+    with pytest.raises(ValueError, match="inf"):
+        model(torch.full_like(fluor, torch.inf))
+    with pytest.raises(ValueError, match="z_dim"):
+        CalciumLFADS(4, z_dim=0)
+    with pytest.raises(TypeError, match="CalciumLFADS"):
+        LadderEncoder(LFADS(4, ic_dim=3, gen_dim=6, fac_dim=2))
+    assert isinstance(LFADSEncoder(model), LFADSEncoder)  # the deep encoder accepts it
