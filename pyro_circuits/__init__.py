@@ -2,7 +2,10 @@
 
 import pyro
 
+from pyro_circuits.compare import compare
+from pyro_circuits.diagnostics import calibration
 from pyro_circuits.epi import EmergentProperty, EPIConfig, EPIResult, FlowConfig, epi
+from pyro_circuits.sbi import NPE, SMCABC, NPEResult, SMCABCResult
 from pyro_circuits.sites import CircuitProgram, SimulationError, noise
 
 # Parameters live in modules, not in Pyro's global param store (DESIGN.md, conventions).
@@ -14,7 +17,13 @@ __all__ = [
     "EPIResult",
     "EmergentProperty",
     "FlowConfig",
+    "NPE",
+    "NPEResult",
+    "SMCABC",
+    "SMCABCResult",
     "SimulationError",
+    "calibration",
+    "compare",
     "epi",
     "noise",
 ]

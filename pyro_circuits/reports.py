@@ -17,9 +17,18 @@ def write_epi_report(result: EPIResult, out: str | Path, n: int = 2000) -> list[
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     idata = result.to_inference_data(n=n)
-    paths = [out / "inference_data.nc", out / "pairs.png", out / "history.png", out / "history.csv", out / "constraints.csv"]
+    paths = [
+        out / "inference_data.nc",
+        out / "pairs.png",
+        out / "history.png",
+        out / "history.csv",
+        out / "constraints.csv",
+    ]
     idata.to_netcdf(str(paths[0]))
-    for figure, path in ((plot_pairs(idata), paths[1]), (plot_epi_history(result.history, result.trace), paths[2])):
+    for figure, path in (
+        (plot_pairs(idata), paths[1]),
+        (plot_epi_history(result.history, result.trace), paths[2]),
+    ):
         figure.savefig(path, dpi=110)
         plt.close(figure)
     result.history.to_csv(paths[3], index=False)

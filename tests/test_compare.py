@@ -1,0 +1,109 @@
+"""compare(): every method on one model through the result protocol; table, files, plots."""
+
+import math
+
+import arviz as az
+import matplotlib.pyplot as plt
+import pytest
+
+from pyro_circuits.compare import METHODS, compare, convergence_trace, markdown_table
+from pyro_circuits.epi import EPIConfig, FlowConfig, epi
+from pyro_circuits.models import LDS2D, Rank2RNN
+
+TINY = {
+    "epi": {
+        "config": EPIConfig(batch_size=50, iterations=5, test_batches=10, init_iterations=5),
+        "flow": FlowConfig(units=8),
+    },
+    "npe": {"train_kwargs": {"max_num_epochs": 3}, "check_samples": 50},
+    "smcabc": {"particles": 25},
+}
+
+
+@pytest.fixture(scope="module")
+def lds_comparison(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    table, idatas = compare(
+        LDS2D(),
+        LDS2D.oscillation(),
+        budget=250,
+        seeds=(0,),
+        options=TINY,
+        draws=100,
+        moment_batches=10,
+        out=out,
+        progress=False,
+    )
+    return table, idatas, out
+
+
+def test_table_has_one_row_per_method_and_seed(lds_comparison):
+    table, idatas, _ = lds_comparison
+    assert list(table["method"]) == ["epi", "npe", "smcabc"]
+    assert list(idatas) == ["epi_seed0", "npe_seed0", "smcabc_seed0"]
+    for column in ("mean real_lambda", "std imag_lambda", "wall_time", "simulations", "entropy"):
+        assert column in table
+    assert (table["converged"] == (table["distance"] < 0.5)).all()
+    assert table["simulations"].tolist()[1:] == [250, 250]
+    assert math.isnan(table["entropy"].iloc[2]) and not math.isnan(table["entropy"].iloc[1])
+
+
+def test_every_result_passes_arviz(lds_comparison):
+    _, idatas, _ = lds_comparison
+    for idata in idatas.values():
+        assert {"posterior", "posterior_predictive", "constant_data"} <= set(idata.groups())
+        assert set(idata.posterior.data_vars) == {"a11", "a12", "a21", "a22"}
+        summary = az.summary(idata, kind="stats")
+        assert list(summary.index) == ["a11", "a12", "a21", "a22"]
+        az.plot_pair(idata, var_names=["a11", "a12"])
+    az.plot_forest(list(idatas.values()), model_names=list(idatas), var_names=["a11"])
+    plt.close("all")
+
+
+def test_output_folder(lds_comparison):
+    table, _, out = lds_comparison
+    names = {p.name for p in out.iterdir()}
+    assert {"comparison.csv", "comparison.md", "pairs.png", "predictive.png"} <= names
+    assert {f"{m}_seed0.nc" for m in METHODS} <= names
+    reloaded = az.from_netcdf(out / "npe_seed0.nc")
+    assert reloaded.posterior.attrs["method"] == "npe"
+    assert (out / "comparison.md").read_text().startswith("| method | seed | converged |")
+
+
+def test_convergence_trace_of_epi_is_in_statistic_units():
+    prop = Rank2RNN.stable_amplification()
+    config = EPIConfig(batch_size=20, epochs=1, iterations=2, test_batches=10, init_iterations=2)
+    result = epi(Rank2RNN(2), prop, config=config, flow=FlowConfig(units=8), progress=False)
+    trace = convergence_trace(result)
+    assert list(trace.columns) == ["simulations", "wall_time", "distance"]
+    assert trace["simulations"].tolist() == [0, 40]
+    last = result.history.iloc[-1]
+    scale = 0.25 if result.settings["config"]["standardize"] else 1.0
+    expected = math.hypot(last["R E[real_lambda]"] * scale, last["R E[sym_lambda]"] * scale)
+    assert trace["distance"].iloc[-1] == pytest.approx(expected)
+
+
+def test_markdown_table_marks_missing_values():
+    import pandas as pd
+
+    text = markdown_table(pd.DataFrame({"a": [1.234567, float("nan")], "b": ["x", None]}))
+    assert text.splitlines()[2:] == ["| 1.235 | x |", "| — | — |"]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="methods"):
+        compare(LDS2D(), LDS2D.oscillation(), methods=["mcmc"])
+    with pytest.raises(ValueError, match="budget"):
+        compare(LDS2D(), LDS2D.oscillation(), budget=0)
+    with pytest.raises(TypeError, match="prop"):
+        compare(LDS2D(), {"real_lambda": 0.0})
+
+
+def test_convergence_trace_of_smcabc_uses_the_population_threshold():
+    from pyro_circuits.sbi import SMCABC
+
+    result = SMCABC(LDS2D(), LDS2D.oscillation(), simulations=300, particles=25, progress=False)
+    trace = convergence_trace(result)
+    assert (trace["distance"] >= result.history["epsilon"]).all()
+    assert (trace["distance"] >= result.history["distance"]).all()
+    assert trace["simulations"].iloc[0] == 50

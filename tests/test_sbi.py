@@ -1,0 +1,200 @@
+"""The sbi bridge: prior, simulator, x0, and NPE / SMC-ABC on a model with a known answer."""
+
+import arviz as az
+import joblib
+import matplotlib.pyplot as plt
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from sbi.utils import BoxUniform
+
+from pyro_circuits.epi import EmergentProperty
+from pyro_circuits.models import LDS2D, Rank2RNN
+from pyro_circuits.sbi import (
+    NPE,
+    SMCABC,
+    NPEResult,
+    Simulator,
+    SMCABCResult,
+    observation,
+    sbi_prior,
+)
+from pyro_circuits.sites import CircuitProgram, noise
+from pyro_circuits.space import ParameterSpace
+
+SIGMA = 0.3
+
+
+def gaussian_model():
+    """f = θ + 0.3 ε with θ ~ U(-3, 3): the posterior at f = 1 is ≈ N(1, 0.3²)."""
+    theta = pyro.sample("theta", dist.Uniform(-3.0, 3.0))
+    pyro.deterministic("f", theta + SIGMA * noise("eps", like=theta))
+
+
+def normal_prior_model():
+    theta = pyro.sample("theta", dist.Normal(0.0, 1.0))
+    pyro.deterministic("f", theta + SIGMA * noise("eps", like=theta))
+
+
+def no_statistics_model():
+    pyro.sample("theta", dist.Uniform(0.0, 1.0))
+
+
+PROP = EmergentProperty(mean={"f": 1.0}, variance={"f": SIGMA**2})
+
+
+@pytest.fixture(scope="module")
+def npe_result():
+    return NPE(
+        gaussian_model,
+        PROP,
+        simulations=500,
+        estimator_kwargs={"hidden_features": 16, "num_transforms": 1},
+        train_kwargs={"max_num_epochs": 40, "learning_rate": 1e-2, "training_batch_size": 50},
+        check_samples=200,
+        seed=0,
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def smc_result():
+    return SMCABC(gaussian_model, PROP, simulations=4000, particles=200, seed=0, progress=False)
+
+
+def test_prior_box_uniform_has_support_and_dimension():
+    prior = sbi_prior(ParameterSpace(CircuitProgram(Rank2RNN(3)).priors))
+    assert isinstance(prior, BoxUniform)
+    draws = prior.sample((500,))
+    assert draws.shape == (500, 12)
+    assert draws.abs().max() <= 1
+    assert torch.isinf(prior.log_prob(torch.full((1, 12), 1.5))).all()
+    low, high = ParameterSpace(CircuitProgram(LDS2D()).priors).bounds()
+    assert torch.equal(low, torch.full((4,), -10.0)) and torch.equal(high, torch.full((4,), 10.0))
+
+
+def test_prior_non_uniform_goes_through_process_prior():
+    priors = {
+        "a": dist.Normal(0.0, 2.0),
+        "b": dist.Uniform(-torch.ones(2), torch.ones(2)).to_event(1),
+    }
+    prior = sbi_prior(ParameterSpace(priors))
+    assert prior.sample((7,)).shape == (7, 3)
+    point = torch.tensor([[0.5, 0.2, -0.3]])
+    expected = dist.Normal(0.0, 2.0).log_prob(torch.tensor(0.5)) + 2 * torch.log(torch.tensor(0.5))
+    assert torch.allclose(prior.log_prob(point), expected.reshape(1), atol=1e-5)
+
+
+def test_simulator_matches_the_model_called_directly():
+    model = Rank2RNN(3)
+    program = CircuitProgram(model)
+    simulator = Simulator(program)
+    theta = sbi_prior(simulator.space).sample((6,))
+    pyro.set_rng_seed(3)
+    x = simulator(theta.numpy())  # numpy in, as joblib workers send it
+    pyro.set_rng_seed(3)
+    with pyro.plate("particles", 6, dim=-1):
+        trace = poutine.trace(
+            poutine.condition(model, {"U": theta[:, :6], "V": theta[:, 6:]})
+        ).get_trace()
+    direct = torch.stack([trace.nodes[s]["value"] for s in ("real_lambda", "sym_lambda")], -1)
+    assert x.shape == (6, 2)
+    assert torch.allclose(x, direct)
+    assert not x.requires_grad
+
+
+def test_observation_is_the_property_mean():
+    assert torch.equal(observation(Rank2RNN.stable_amplification()), torch.tensor([[0.5, 1.5]]))
+
+
+def test_npe_recovers_gaussian_posterior(npe_result):
+    assert isinstance(npe_result, NPEResult)
+    theta = npe_result.sample(2000, seed=1)["theta"]
+    assert abs(theta.mean().item() - 1.0) < 0.15
+    assert 0.15 < theta.std().item() < 0.5  # true posterior sd ≈ 0.3; the prior's is 1.7
+    assert npe_result.simulations == 500 and npe_result.wall_time > 0
+    assert list(npe_result.history.columns) == ["round", "simulations", "wall_time", "distance"]
+    assert npe_result.history["distance"].iloc[-1] < 0.3
+    assert torch.equal(npe_result.sample(5, seed=2)["theta"], npe_result.sample(5, seed=2)["theta"])
+    log_q = npe_result.log_prob({"theta": torch.tensor([1.0, 2.9])})
+    assert log_q[0] > log_q[1]
+
+
+def test_smcabc_recovers_gaussian_posterior(smc_result):
+    assert isinstance(smc_result, SMCABCResult)
+    theta = smc_result.sample(2000, seed=1)["theta"]
+    assert abs(theta.mean().item() - 1.0) < 0.15
+    assert 0.15 < theta.std().item() < 0.6
+    assert smc_result.simulations >= 4000
+    history = smc_result.history
+    assert history["epsilon"].is_monotonic_decreasing
+    assert history["simulations"].iloc[0] == 400 and history["simulations"].iloc[-1] >= 4000
+    with pytest.raises(NotImplementedError):
+        smc_result.log_prob({"theta": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("which", ["npe_result", "smc_result"])
+def test_inference_data_and_arviz(which, request, tmp_path):
+    result = request.getfixturevalue(which)
+    idata = result.to_inference_data(n=200, seed=0)
+    assert {"posterior", "posterior_predictive", "constant_data"} <= set(idata.groups())
+    assert idata.posterior["theta"].dims == ("chain", "draw")
+    assert idata.posterior_predictive["f"].shape == (4, 50)
+    assert idata.constant_data["property_mean_f"].values.tolist() == [1.0]
+    assert idata.posterior.attrs["method"] == result.method
+    assert idata.posterior.attrs["simulations"] == result.simulations
+    if which == "npe_result":
+        assert idata.sample_stats["log_q"].shape == (4, 50)
+    summary = az.summary(idata, kind="stats")
+    assert "theta" in summary.index
+    az.plot_posterior(idata)
+    plt.close("all")
+    path = result.save(tmp_path / "result.pt")
+    loaded = type(result).load(path)
+    assert torch.equal(loaded.sample(3, seed=4)["theta"], result.sample(3, seed=4)["theta"])
+
+
+def test_pair_plot_on_vector_sites():
+    result = SMCABC(
+        Rank2RNN(2), Rank2RNN.stable_amplification(), simulations=400, particles=40, progress=False
+    )
+    idata = result.to_inference_data(n=40)
+    assert idata.posterior["U"].dims == ("chain", "draw", "U_dim_0")
+    az.plot_pair(idata, var_names=["U"], coords={"U_dim_0": [0, 1]})
+    plt.close("all")
+
+
+def test_parallel_simulations_use_the_callers_joblib_backend():
+    with joblib.parallel_config(backend="threading"):
+        result = NPE(
+            gaussian_model,
+            PROP,
+            simulations=100,
+            num_workers=2,
+            simulation_batch_size=25,
+            check_samples=0,
+            train_kwargs={"max_num_epochs": 1},
+            progress=False,
+        )
+    assert result.simulations == 100
+
+
+def test_model_without_statistics_is_rejected():
+    with pytest.raises(ValueError, match="no statistic sites"):
+        NPE(no_statistics_model, PROP, simulations=10, progress=False)
+
+
+def test_unbounded_parameter_under_smcabc_is_rejected():
+    with pytest.raises(ValueError, match=r"bounded parameters.*\['theta'\]"):
+        SMCABC(normal_prior_model, PROP, simulations=100, progress=False)
+
+
+def test_bad_arguments_name_themselves():
+    with pytest.raises(ValueError, match="simulations"):
+        NPE(gaussian_model, PROP, simulations=0)
+    with pytest.raises(ValueError, match="epsilon_decay"):
+        SMCABC(gaussian_model, PROP, epsilon_decay=1.5)
+    with pytest.raises(TypeError, match="prop"):
+        NPE(gaussian_model, {"f": 1.0})
