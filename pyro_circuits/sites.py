@@ -15,6 +15,7 @@ over a leading batch of parameter draws (one call for ``n`` draws, under a
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,6 +26,10 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 __all__ = ["CircuitProgram", "SimulationError", "noise"]
+
+# Pyro's effect-handler stack is global to the process: threads (e.g. joblib's threading
+# backend) must not run Pyro programs concurrently. Process-based backends run in parallel.
+_PYRO_STACK_LOCK = threading.Lock()
 
 
 class SimulationError(FloatingPointError):
@@ -135,7 +140,7 @@ class CircuitProgram:
         n = self._batch_size(values)
         lead = (1,) * self.plate_nesting
         shaped = {k: v.reshape((n, *lead, *self.param_shapes[k])) for k, v in values.items()}
-        with pyro.plate("particles", n, dim=-(self.plate_nesting + 1)):
+        with _PYRO_STACK_LOCK, pyro.plate("particles", n, dim=-(self.plate_nesting + 1)):
             return poutine.trace(poutine.condition(self.model, data=shaped)).get_trace(
                 *self.args, **self.kwargs
             )
