@@ -204,6 +204,18 @@ def publish(args) -> None:
     smc = " and ".join(
         f"{b:,}" for b in sorted({r["budget"] for r in rows if r["method"] == "smcabc"})
     )
+    npe_rounds = sorted(
+        {
+            (run["args"]["npe_round"], run["args"]["npe_rounds"], run["args"]["npe_epochs"])
+            for run in runs
+            if "args" in run and "npe" in run["args"]["methods"]
+        }
+    )
+    npe = " and ".join(
+        f"{size * count:,} (rounds of {size:,}, ≤ {count} rounds, ≤ {epochs} training epochs "
+        "per round)"
+        for size, count, epochs in npe_rounds
+    )
     note = f"\n\nNot run (out of time) in some sweep: {', '.join(skipped)}." if skipped else ""
     update_section(
         "compare_rank2",
@@ -217,9 +229,8 @@ Regenerate with
 Budgets (simulations per run): EPI {a.epi_epochs * a.epi_iterations * 200:,} in Adam steps
 (batch 200, {a.epi_iterations} steps per epoch, ≤ {a.epi_epochs} epochs, c0 = 1e3, 3 coupling
 stages × 2 × 100 units, {a.epi_init} initialisation steps, stop at the first epoch passing the
-moment test); NPE {a.npe_rounds * a.npe_round:,} (sbi `NPE_C`, `zuko_maf` with 3 transforms ×
-50 units and the support map, rounds of {a.npe_round:,}, ≤ {a.npe_rounds} rounds, ≤
-{a.npe_epochs} training epochs per round, stop at the first round within 0.5); SMC-ABC {smc}
+moment test); NPE {npe} (sbi `NPE_C`, `zuko_maf` with 3 transforms × 50 units and the support
+map, stop at the first round within 0.5); SMC-ABC {smc}
 (sbi `SMCABC`, 1000 particles, initial population 2000, ε = 0.5-quantile of the last
 population's distances). Convergence is the paper's shared criterion ‖E f − μ‖₂ < 0.5, checked
 at EPI epoch ends (200 × 200 test draws), after each NPE round (1,000 posterior-predictive

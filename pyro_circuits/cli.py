@@ -29,7 +29,7 @@ MODELS: dict[str, BuiltinModel] = {
     "lds2d": BuiltinModel(
         build=lambda n: LDS2D(),
         property=LDS2D.oscillation,
-        config=EPIConfig(batch_size=500, epochs=8, iterations=1000, c0=0.1),
+        config=EPIConfig(batch_size=500, epochs=10, iterations=1000, c0=1e-3, beta=8.0),
         flow=FlowConfig(units=50),
         summary="2-D linear system, property: 1 Hz oscillation (Bittner et al. 2021, Fig. 1)",
     ),

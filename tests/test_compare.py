@@ -20,12 +20,11 @@ TINY = {
 }
 
 
-@pytest.fixture(scope="module")
-def lds_comparison(tmp_path_factory):
-    out = tmp_path_factory.mktemp("compare")
-    table, idatas = compare(
-        LDS2D(),
-        LDS2D.oscillation(),
+def tiny_comparison(model, prop, out):
+    """Every method on ``model`` with tiny budgets, written to ``out``."""
+    return compare(
+        model,
+        prop,
         budget=250,
         seeds=(0,),
         options=TINY,
@@ -34,7 +33,12 @@ def lds_comparison(tmp_path_factory):
         out=out,
         progress=False,
     )
-    return table, idatas, out
+
+
+@pytest.fixture(scope="module")
+def lds_comparison(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    return (*tiny_comparison(LDS2D(), LDS2D.oscillation(), out), out)
 
 
 def test_table_has_one_row_per_method_and_seed(lds_comparison):
@@ -58,6 +62,18 @@ def test_every_result_passes_arviz(lds_comparison):
         az.plot_pair(idata, var_names=["a11", "a12"])
     az.plot_forest(list(idatas.values()), model_names=list(idatas), var_names=["a11"])
     plt.close("all")
+
+
+def test_rank2_rnn_runs_every_method_from_the_same_model(tmp_path):
+    table, idatas = tiny_comparison(Rank2RNN(2), Rank2RNN.stable_amplification(), tmp_path)
+    assert list(table["method"]) == list(METHODS)
+    assert {"mean real_lambda", "mean sym_lambda"} <= set(table.columns)
+    for idata in idatas.values():
+        assert set(idata.posterior.data_vars) == {"U", "V"}
+        assert len(az.summary(idata, kind="stats")) == 8  # U and V are 2 × 2 each
+        az.plot_pair(idata, var_names=["U"])
+    plt.close("all")
+    assert {"pairs.png", "predictive.png", "comparison.csv"} <= {p.name for p in tmp_path.iterdir()}
 
 
 def test_output_folder(lds_comparison):

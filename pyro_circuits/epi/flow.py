@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import zuko
@@ -17,6 +18,7 @@ from zuko.transforms import (
     DependentTransform,
     LULinearTransform,
     MonotonicAffineTransform,
+    MonotonicRQSTransform,
     PermutationTransform,
 )
 
@@ -30,7 +32,10 @@ class FlowConfig:
     """Architecture of the EPI flow (defaults: the reference's ``D_C3_affine_L2_U50_PA``).
 
     Attributes:
-        stages: affine coupling stages (real NVP).
+        stages: coupling stages (real NVP).
+        coupling: ``"affine"`` (real NVP) or ``"spline"`` (monotonic rational-quadratic splines
+            on [−5, 5], identity outside: the reference's ``elemwise_fn="spline"``).
+        bins: spline bins (``coupling="spline"`` only).
         layers: hidden layers of each coupling network.
         units: units per hidden layer.
         permutations: ``"lu"`` for a Glow-style random permutation + trainable LU linear map
@@ -40,16 +45,22 @@ class FlowConfig:
     """
 
     stages: int = 3
+    coupling: str = "affine"
+    bins: int = 8
     layers: int = 2
     units: int = 50
     permutations: str = "lu"
     post_affine: bool = True
 
     def __post_init__(self) -> None:
-        for field in ("stages", "layers", "units"):
+        for field in ("stages", "bins", "layers", "units"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"FlowConfig.{field} must be a positive integer, got {value!r}")
+        if self.coupling not in ("affine", "spline"):
+            raise ValueError(
+                f"FlowConfig.coupling must be 'affine' or 'spline', got {self.coupling!r}"
+            )
         if self.permutations not in ("lu", "shuffle", "none"):
             raise ValueError(
                 f"FlowConfig.permutations must be 'lu', 'shuffle' or 'none', got {self.permutations!r}"
@@ -62,12 +73,21 @@ def _elementwise_affine(shift: torch.Tensor, scale: torch.Tensor) -> DependentTr
 
 def build_flow(dim: int, config: FlowConfig, generator: torch.Generator | None = None) -> Flow:
     """A zuko ``Flow`` on ℝ^dim: coupling stages, permutations between them, optional post-affine."""
+    if config.coupling == "spline":
+        univariate = partial(MonotonicRQSTransform, slope=1e-3)
+        shapes = [(config.bins,), (config.bins,), (config.bins - 1,)]
+    else:
+        univariate, shapes = MonotonicAffineTransform, [(), ()]
     transforms = []
     for stage in range(config.stages):
         mask = torch.arange(dim) % 2 == stage % 2
         transforms.append(
             GeneralCouplingTransform(
-                dim, mask=mask, hidden_features=(config.units,) * config.layers
+                dim,
+                mask=mask,
+                univariate=univariate,
+                shapes=shapes,
+                hidden_features=(config.units,) * config.layers,
             )
         )
         if stage < config.stages - 1 and config.permutations != "none" and dim > 1:

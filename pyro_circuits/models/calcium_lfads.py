@@ -74,10 +74,7 @@ class CalciumLFADS(LFADS):
 
     def init_readout(self, spikes: torch.Tensor) -> CalciumLFADS:
         """Set the readout bias to each neuron's mean log rate in (estimated) ``spikes``."""
-        mean = spikes.mean((0, 1)).clamp(min=1e-3)
-        with torch.no_grad():
-            self.readout.bias.copy_(torch.log(mean / self.dt))
-        return self
+        return self.set_readout_rate(spikes.mean((0, 1)))
 
     def check_data(self, fluorescence, inputs=None) -> None:
         """As :meth:`LFADS.check_data` for real-valued data whose NaN entries are missing."""
@@ -96,15 +93,9 @@ class CalciumLFADS(LFADS):
         n_batch, n_steps, _ = fluorescence.shape
         subsample = torch.arange(n_batch, device=fluorescence.device)
         with pyro.plate("trials", n_trials or n_batch, subsample=subsample, dim=-1):
-            ic_prior = dist.Normal(self.ic_prior_mean, self.ic_prior_scale)
-            ic = pyro.sample("ic", ic_prior.expand([n_batch, self.ic_dim]).to_event(1))
-            co = None
-            if self.co_dim:
-                co = pyro.sample("co", self.co_prior(n_steps).expand([n_batch]))
-            factors = self.factors(ic, co, inputs, n_steps)
-            pyro.deterministic("factors", factors, event_dim=2)
+            factors = self.sample_factors(n_batch, n_steps, inputs)
             rates = pyro.deterministic("rates", torch.exp(self.readout(factors)), event_dim=2)
-            z_prior = dist.Normal(ic.new_zeros(()), 1.0).expand([n_batch, n_steps, self.z_dim])
+            z_prior = dist.Normal(factors.new_zeros(()), 1.0).expand([n_batch, n_steps, self.z_dim])
             z = pyro.sample("z", z_prior.to_event(2))
             spikes = pyro.deterministic("spikes", self.spikes(factors, z), event_dim=2)
             mean = rates * self.dt

@@ -213,11 +213,16 @@ class LFADS(PyroModule):
         """Set the readout bias to each neuron's mean log rate (Poisson) or mean (Gaussian)."""
         check_counts(counts, integer=self.likelihood == "poisson")
         mean = counts.mean((0, 1))
+        if self.likelihood == "poisson":
+            return self.set_readout_rate(mean)
         with torch.no_grad():
-            if self.likelihood == "poisson":
-                self.readout.bias.copy_(torch.log(mean.clamp(min=1e-3) / self.dt))
-            else:
-                self.readout.bias.copy_(mean)
+            self.readout.bias.copy_(mean)
+        return self
+
+    def set_readout_rate(self, mean_count: torch.Tensor) -> LFADS:
+        """Readout bias = log of each neuron's mean count per bin, as a rate in Hz."""
+        with torch.no_grad():
+            self.readout.bias.copy_(torch.log(mean_count.clamp(min=1e-3) / self.dt))
         return self
 
     def co_prior(self, n_steps: int) -> AR1Normal:
@@ -237,18 +242,22 @@ class LFADS(PyroModule):
                 f"got {tuple(inputs.shape)}"
             )
 
+    def sample_factors(self, n_batch: int, n_steps: int, inputs=None) -> torch.Tensor:
+        """Sample ``ic`` (and ``co``) and record the ``factors`` site; inside the trials plate."""
+        ic_prior = dist.Normal(self.ic_prior_mean, self.ic_prior_scale)
+        ic = pyro.sample("ic", ic_prior.expand([n_batch, self.ic_dim]).to_event(1))
+        co = None
+        if self.co_dim:
+            co = pyro.sample("co", self.co_prior(n_steps).expand([n_batch]))
+        factors = self.factors(ic, co, inputs, n_steps)
+        return pyro.deterministic("factors", factors, event_dim=2)
+
     def forward(self, counts, inputs=None, *, n_trials=None, cd_mask=None):
         self.check_data(counts, inputs)
         n_batch, n_steps, _ = counts.shape
         subsample = torch.arange(n_batch, device=counts.device)
         with pyro.plate("trials", n_trials or n_batch, subsample=subsample, dim=-1):
-            ic_prior = dist.Normal(self.ic_prior_mean, self.ic_prior_scale)
-            ic = pyro.sample("ic", ic_prior.expand([n_batch, self.ic_dim]).to_event(1))
-            co = None
-            if self.co_dim:
-                co = pyro.sample("co", self.co_prior(n_steps).expand([n_batch]))
-            factors = self.factors(ic, co, inputs, n_steps)
-            pyro.deterministic("factors", factors, event_dim=2)
+            factors = self.sample_factors(n_batch, n_steps, inputs)
             mean = self.readout(factors)
             if self.likelihood == "poisson":
                 rates = pyro.deterministic("rates", torch.exp(mean), event_dim=2)

@@ -33,13 +33,18 @@ def test_support_log_det_matches_autograd_jacobian():
     torch.testing.assert_close(log_det[0], torch.linalg.slogdet(jacobian)[1], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("permutations", ["lu", "shuffle", "none"])
-def test_flow_log_prob_is_a_change_of_variables(permutations):
+@pytest.mark.parametrize(
+    "permutations, coupling",
+    [("lu", "affine"), ("shuffle", "affine"), ("none", "affine"), ("lu", "spline")],
+)
+def test_flow_log_prob_is_a_change_of_variables(permutations, coupling):
     space = ParameterSpace(
         {"a": dist.Uniform(-2.0, 2.0), "b": dist.Uniform(0.0, 1.0), "c": dist.Uniform(-1.0, 3.0)}
     )
     q = SupportedFlow(
-        space, FlowConfig(units=8, permutations=permutations), torch.Generator().manual_seed(1)
+        space,
+        FlowConfig(units=8, permutations=permutations, coupling=coupling),
+        torch.Generator().manual_seed(1),
     )
     # Perturb every parameter so the check does not rely on an identity initialisation.
     with torch.no_grad():
@@ -64,3 +69,5 @@ def test_flow_config_validates():
         FlowConfig(stages=0)
     with pytest.raises(ValueError, match="permutations"):
         FlowConfig(permutations="glow")
+    with pytest.raises(ValueError, match="coupling"):
+        FlowConfig(coupling="maf")
