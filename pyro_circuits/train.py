@@ -8,10 +8,12 @@ and returns an :class:`SVIFit` that summarises the posterior.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,11 +25,13 @@ from pyro import poutine
 from pyro.poutine.scale_messenger import ScaleMessenger
 from tqdm.auto import tqdm
 
-__all__ = ["SVIFit", "scale_latents", "train"]
+__all__ = ["SVIFit", "Staged", "scale_latents", "train"]
 
 
 class scale_latents(ScaleMessenger):
     """``poutine.scale`` restricted to latent sample sites: the KL warm-up of both model and guide.
+
+    ``only`` limits it to the named sites, ``exclude`` leaves the named sites alone.
 
     Example:
         >>> with scale_latents(0.5):
@@ -36,14 +40,56 @@ class scale_latents(ScaleMessenger):
         0.5
     """
 
+    def __init__(
+        self, scale: float, only: Sequence[str] | None = None, exclude: Sequence[str] = ()
+    ):
+        super().__init__(scale)
+        self.only, self.exclude = only, tuple(exclude)
+
     def _process_message(self, msg) -> None:
-        if msg["type"] == "sample" and not msg["is_observed"]:
+        if msg["type"] != "sample" or msg["is_observed"] or msg["name"] in self.exclude:
+            return
+        if self.only is None or msg["name"] in self.only:
             super()._process_message(msg)
 
 
 def _ramp(step: int, length: int) -> float:
     """Linear warm-up from 1/(length+1) to 1 over ``length`` steps (1 when length is 0)."""
     return min(1.0, (step + 1) / (length + 1))
+
+
+@dataclass(frozen=True)
+class Staged:
+    """The ladder models' two-stage schedule (VaLPACa; reference: hold = ramp = 1600 steps).
+
+    Stage 1 (``hold`` steps) fits the observation level: the parameters that the model's and
+    the guide's ``deep_parameters()`` return are held fixed and the KL of the deep latent
+    ``sites`` is scaled by the ramp's first value. Stage 2 ramps that KL and the L2 penalty
+    linearly to 1 over ``ramp`` steps. The other latents keep ``train``'s ``kl_warmup``.
+
+    Example:
+        >>> Staged(hold=2, ramp=3).deep_scale(1), Staged(hold=2, ramp=3).deep_scale(4)
+        (0.25, 0.75)
+    """
+
+    hold: int = 1600
+    ramp: int = 1600
+    sites: tuple[str, ...] = ("ic", "co")
+
+    def __post_init__(self) -> None:
+        if self.hold < 0 or self.ramp < 0:
+            raise ValueError(f"Staged needs hold >= 0 and ramp >= 0, got {self.hold}, {self.ramp}")
+
+    def holding(self, step: int) -> bool:
+        return step < self.hold
+
+    def deep_scale(self, step: int) -> float:
+        """Scale of the deep KL and the L2 penalty at ``step``."""
+        return _ramp(max(step - self.hold, 0), self.ramp)
+
+    @property
+    def length(self) -> int:
+        return self.hold + self.ramp
 
 
 def _recurrent_l2(modules) -> torch.Tensor:
@@ -196,6 +242,7 @@ def train(
     l2_scale: float = 0.0,
     l2_warmup: int = 0,
     cd_rate: float = 0.0,
+    staged: Staged | None = None,
     patience: int | None = None,
     max_time: float | None = None,
     elbo: pyro.infer.ELBO | None = None,
@@ -215,7 +262,8 @@ def train(
     after ``patience`` such epochs past the warm-up, or after ``max_time`` seconds, and the best
     parameters are restored. Coordinated dropout (``cd_rate``): the guide reads counts with a
     random fraction zeroed (the rest scaled by 1/(1 - cd_rate)) and the likelihood scores only
-    the zeroed entries. With ``checkpoint`` the full state is saved after every epoch and an
+    the zeroed entries. ``staged`` applies the ladder models' schedule (:class:`Staged`) instead
+    of ``l2_warmup`` for the L2 penalty. With ``checkpoint`` the full state is saved after every epoch and an
     existing checkpoint is resumed. ``elbo`` defaults to ``Trace_ELBO()``.
 
     Example:
@@ -272,7 +320,26 @@ def train(
         pyro.util.set_rng_state(saved["rng"])
     else:
         pyro.set_rng_seed(seed)
-    burn_in = max(kl_warmup, l2_warmup)
+    burn_in = max(kl_warmup, l2_warmup, staged.length if staged else 0)
+    held = []
+    if staged is not None:
+        for part in (model, guide):
+            if not hasattr(part, "deep_parameters"):
+                raise TypeError(f"staged training needs {type(part).__name__}.deep_parameters()")
+            held.extend(part.deep_parameters())
+
+    def latent_scales(step: int) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        if staged is None:
+            stack.enter_context(scale_latents(_ramp(step, kl_warmup)))
+        else:
+            stack.enter_context(scale_latents(_ramp(step, kl_warmup), exclude=staged.sites))
+            stack.enter_context(scale_latents(staged.deep_scale(step), only=staged.sites))
+        return stack
+
+    def l2_scale_at(step: int) -> float:
+        return l2_scale * (_ramp(step, l2_warmup) if staged is None else staged.deep_scale(step))
+
     n_batches = math.ceil(n_trials / batch_size)
 
     def loss_of(batch_counts, batch_inputs, total, cd_mask=None):
@@ -311,13 +378,16 @@ def train(
             if cd_rate > 0:
                 keep = torch.rand_like(batch_counts) >= cd_rate
                 cd_mask = keep / (1 - cd_rate)
-            with scale_latents(_ramp(state["step"], kl_warmup)):
+            with latent_scales(state["step"]):
                 loss = loss_of(
                     batch_counts, None if inputs is None else inputs[idx], n_trials, cd_mask
                 )
-            penalty = l2_scale * _ramp(state["step"], l2_warmup) * _recurrent_l2((model, guide))
+            penalty = l2_scale_at(state["step"]) * _recurrent_l2((model, guide))
             optimizer.zero_grad()
             (loss + penalty).backward()
+            if staged is not None and staged.holding(state["step"]):
+                for p in held:
+                    p.grad = None  # Adam leaves parameters without a gradient unchanged
             torch.nn.utils.clip_grad_norm_(params, clip_norm)
             optimizer.step()
             state["step"] += 1

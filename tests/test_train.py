@@ -106,6 +106,16 @@ def test_scale_latents_leaves_observations_alone():
     assert trace.nodes["z"]["scale"] == 0.25 and trace.nodes["x"]["scale"] == 1.0
 
 
+def test_scale_latents_only_and_exclude_select_sites():
+    def program():
+        pyro.sample("ic", dist.Normal(0.0, 1.0))
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    with scale_latents(0.5, exclude=["ic"]), scale_latents(0.1, only=["ic"]):
+        trace = poutine.trace(program).get_trace()
+    assert trace.nodes["ic"]["scale"] == 0.1 and trace.nodes["z"]["scale"] == 0.5
+
+
 def test_posterior_summaries_and_inference_data(data, tmp_path):
     model, guide = build(co_dim=1)
     fit = train(model, guide, data.train.counts, max_epochs=1, batch_size=10, progress=False)

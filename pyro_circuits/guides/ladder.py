@@ -60,6 +60,10 @@ class LadderEncoder(PyroModule):
         self.controller = init_gru(nn.GRU(2 * enc_dim + model.fac_dim, con_dim, batch_first=True))
         self.z_linear = nn.Linear(con_dim, 2 * model.z_dim)
 
+    def deep_parameters(self) -> list[nn.Parameter]:
+        """The dynamics-level encoder's parameters (held in stage 1 of :class:`Staged`)."""
+        return list(self.deep.parameters())
+
     def forward(self, fluorescence, inputs=None, *, n_trials=None, cd_mask=None):
         model = self.model
         model.check_data(fluorescence, inputs)

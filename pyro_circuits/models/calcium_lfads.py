@@ -76,6 +76,11 @@ class CalciumLFADS(LFADS):
         """Set the readout bias to each neuron's mean log rate in (estimated) ``spikes``."""
         return self.set_readout_rate(spikes.mean((0, 1)))
 
+    def deep_parameters(self) -> list[nn.Parameter]:
+        """The LFADS deep model's parameters: all but the spike map and the calcium model."""
+        observation = {id(p) for m in (self.spike_map, self.observation) for p in m.parameters()}
+        return [p for p in self.parameters() if id(p) not in observation]
+
     def check_data(self, fluorescence, inputs=None) -> None:
         """As :meth:`LFADS.check_data` for real-valued data whose NaN entries are missing."""
         if torch.is_tensor(fluorescence):

@@ -8,7 +8,7 @@ from pyro_circuits.guides.ladder import LadderEncoder
 from pyro_circuits.models import LFADS
 from pyro_circuits.models.calcium import fluorescence_from_spikes
 from pyro_circuits.models.calcium_lfads import CalciumLFADS
-from pyro_circuits.train import train
+from pyro_circuits.train import Staged, train
 
 SIZES = dict(z_dim=2, ic_dim=3, gen_dim=6, fac_dim=2)
 GUIDE = dict(enc_dim=5, con_dim=5, deep=dict(enc_dim=5, ci_dim=5, con_dim=5))
@@ -91,3 +91,32 @@ def test_bad_input_raises():
     with pytest.raises(TypeError, match="CalciumLFADS"):
         LadderEncoder(LFADS(4, ic_dim=3, gen_dim=6, fac_dim=2))
     assert isinstance(LFADSEncoder(model), LFADSEncoder)  # the deep encoder accepts it
+
+
+def test_staged_schedule_holds_the_deep_model_then_releases_it():
+    torch.manual_seed(0)
+    model = CalciumLFADS(4, **SIZES)
+    guide = LadderEncoder(model, **GUIDE)
+    _, fluor = fluorescence()
+    deep = [p.detach().clone() for p in model.deep_parameters() + guide.deep_parameters()]
+    spike_map = model.spike_map.weight.detach().clone()
+    staged = Staged(hold=4, ramp=2)
+    train(model, guide, fluor, staged=staged, max_epochs=2, batch_size=4, progress=False)
+    after_hold = [p.detach().clone() for p in model.deep_parameters() + guide.deep_parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(deep, after_hold, strict=True))  # 4 steps held
+    assert not torch.equal(spike_map, model.spike_map.weight)
+    assert {id(p) for p in model.deep_parameters()}.isdisjoint(
+        id(p) for p in model.observation.parameters()
+    )
+    train(model, guide, fluor, staged=Staged(hold=0, ramp=2), max_epochs=1, progress=False)
+    released = model.deep_parameters() + guide.deep_parameters()
+    assert any(not torch.equal(a, b) for a, b in zip(after_hold, released, strict=True))
+
+
+def test_staged_schedule_needs_deep_parameters():
+    model = LFADS(4, ic_dim=3, gen_dim=6, fac_dim=2)
+    counts = torch.poisson(torch.ones(4, 10, 4))
+    with pytest.raises(TypeError, match="deep_parameters"):
+        train(model, LFADSEncoder(model, enc_dim=4), counts, staged=Staged(), progress=False)
+    with pytest.raises(ValueError, match="hold"):
+        Staged(hold=-1)
