@@ -153,17 +153,34 @@ class CalciumFluorescence(PyroModule):
         """The fluorescence mean: AR(1) calcium [..., time, neurons] of ``spikes``."""
         return ar1_calcium(spikes, dt=self.dt, tau=self.tau, alpha=self.alpha, beta=self.beta)
 
+    def moments(self, expected_spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of the calcium when spikes are Poisson with these means.
+
+        With independent s_t, c_t = Σ_k α d^k s_{t−k} + β Σ_k d^k (d = 1 − dt/τ) has mean
+        ``calcium(E s)`` and variance Σ_k α² d^{2k} E s_{t−k}: the same AR(1) with decay d².
+        """
+        decay = 1 - self.dt / self.tau
+        variance = ar1_calcium(
+            expected_spikes, dt=self.dt, tau=self.dt / (1 - decay**2), alpha=self.alpha**2
+        )
+        return self.calcium(expected_spikes), variance
+
     def forward(self, spikes, fluorescence=None, *, n_trials=None):
         if not torch.is_tensor(spikes) or spikes.dim() < 3:
             raise ValueError("spikes must be a [..., trials, time, neurons] tensor")
         check_counts(spikes.flatten(0, -3), "spikes", integer=False)
         if spikes.shape[-1] != self.n_neurons:
             raise ValueError(f"spikes has {spikes.shape[-1]} neurons, the model {self.n_neurons}")
+        return self.observe(self.calcium(spikes), fluorescence, n_trials=n_trials)
+
+    def observe(self, calcium, fluorescence=None, *, variance=None, n_trials=None):
+        """The ``calcium`` and ``fluorescence`` sites for a given calcium mean [..., trials,
+        time, neurons]: F ~ N(calcium, σ² + ``variance``), NaN frames masked."""
         observed = None
         if fluorescence is not None:
-            if fluorescence.shape != spikes.shape[-3:]:
+            if fluorescence.shape != calcium.shape[-3:]:
                 raise ValueError(
-                    f"fluorescence must have shape {tuple(spikes.shape[-3:])} "
+                    f"fluorescence must have shape {tuple(calcium.shape[-3:])} "
                     f"[trials, time, neurons], got {tuple(fluorescence.shape)}"
                 )
             if torch.isinf(fluorescence).any():
@@ -171,11 +188,12 @@ class CalciumFluorescence(PyroModule):
             observed = ~torch.isnan(fluorescence)
             # A finite stand-in keeps NaN out of the masked-off log-probabilities' gradients.
             fluorescence = torch.where(observed, fluorescence, torch.zeros_like(fluorescence))
-        n_batch = spikes.shape[-3]
-        subsample = torch.arange(n_batch, device=spikes.device)
+        n_batch = calcium.shape[-3]
+        subsample = torch.arange(n_batch, device=calcium.device)
+        scale = self.sigma if variance is None else torch.sqrt(self.sigma**2 + variance)
         with plate("trials", n_trials or n_batch, subsample=subsample, dim=-1):
-            calcium = deterministic("calcium", self.calcium(spikes), event_dim=2)
-            likelihood = dist.Normal(calcium, self.sigma)
+            calcium = deterministic("calcium", calcium, event_dim=2)
+            likelihood = dist.Normal(calcium, scale)
             if observed is not None:
                 likelihood = likelihood.mask(observed)
             return sample("fluorescence", likelihood.to_event(2), obs=fluorescence)

@@ -1,4 +1,5 @@
-"""The hierarchical (ladder) LFADS model of calcium fluorescence (Prince et al.; VaLPACa).
+"""LFADS models of calcium fluorescence (Prince et al.; VaLPACa): the hierarchical (ladder)
+model and the Gaussian-LFADS baseline.
 
 Per trial, the LFADS deep model (``ic``, optional inferred inputs ``co``, generator, factors f_t,
 rates λ_t) drives a spike-level latent ``z`` [time, z_dim] ~ N(0, I); spikes are
@@ -6,6 +7,8 @@ s_t = relu(exp(W [f_t, z_t] + b) - 1), tied to the rates by a relaxed Poisson te
 ``spikes_given_rates`` = w · Σ (s log(λ dt) - λ dt - log Γ(s + 1)); calcium and fluorescence
 follow :class:`~pyro_circuits.models.calcium.CalciumFluorescence`. The ELBO of this program
 with :class:`~pyro_circuits.guides.ladder.LadderEncoder` is the papers' loss.
+:class:`GaussianCalciumLFADS` skips the spike level: the fluorescence is Gaussian with the mean
+and variance that Poisson spikes at the LFADS rates give through the AR(1) calcium.
 """
 
 from __future__ import annotations
@@ -19,10 +22,78 @@ from torch import nn
 from pyro_circuits.models.calcium import CalciumFluorescence
 from pyro_circuits.models.lfads import LFADS
 
-__all__ = ["CalciumLFADS"]
+__all__ = ["CalciumLFADS", "GaussianCalciumLFADS"]
 
 
-class CalciumLFADS(LFADS):
+class _FluorescenceLFADS(LFADS):
+    """LFADS whose observations are fluorescence [trials, time, neurons] (NaN: missing frames)."""
+
+    dims = {
+        **LFADS.dims,
+        "calcium": ["trial", "time", "neuron"],
+        "fluorescence": ["trial", "time", "neuron"],
+    }
+
+    def __init__(self, n_neurons: int, *, dt: float = 0.01, calcium: dict | None = None, **lfads):
+        super().__init__(n_neurons, dt=dt, **lfads)
+        # Real-valued observations: LFADS.check_data then accepts non-integer data.
+        self.likelihood = "fluorescence"
+        self.observation = CalciumFluorescence(n_neurons, dt=dt, **(calcium or {}))
+
+    def init_readout(self, spikes: torch.Tensor) -> _FluorescenceLFADS:
+        """Set the readout bias to each neuron's mean log rate in (estimated) ``spikes``."""
+        return self.set_readout_rate(spikes.mean((0, 1)))
+
+    def check_data(self, fluorescence, inputs=None) -> None:
+        """As :meth:`LFADS.check_data` for real-valued data whose NaN entries are missing."""
+        if torch.is_tensor(fluorescence):
+            fluorescence = torch.where(fluorescence.isnan(), 0.0, fluorescence)
+        super().check_data(fluorescence, inputs)
+
+    def _deep(self, fluorescence, inputs, cd_mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample the deep model (inside the ``trials`` plate): factors and rates (Hz)."""
+        if cd_mask is not None:
+            raise ValueError(
+                f"{type(self).__name__} does not support coordinated dropout (cd_mask)"
+            )
+        self.check_data(fluorescence, inputs)
+        n_batch, n_steps, _ = fluorescence.shape
+        factors = self.sample_factors(n_batch, n_steps, inputs)
+        return factors, pyro.deterministic("rates", torch.exp(self.readout(factors)), event_dim=2)
+
+    @staticmethod
+    def _trials(fluorescence, n_trials):
+        n_batch = len(fluorescence)
+        subsample = torch.arange(n_batch, device=fluorescence.device)
+        return pyro.plate("trials", n_trials or n_batch, subsample=subsample, dim=-1)
+
+
+class GaussianCalciumLFADS(_FluorescenceLFADS):
+    """Gaussian-LFADS: fluorescence through its first two moments given the LFADS rates.
+
+    F_t ~ N(m_t, v_t + σ²) per frame and neuron, where m and v are the mean and variance of the
+    AR(1) calcium of Poisson spikes at rate λ_t (:meth:`CalciumFluorescence.moments`): a 1-D
+    convolution of the rates, the Ladder papers' order-2 baseline. The guide is
+    :class:`~pyro_circuits.guides.LFADSEncoder` (it reads the fluorescence).
+
+    Example:
+        >>> model = GaussianCalciumLFADS(4, ic_dim=3, gen_dim=6, fac_dim=2)
+        >>> trace = pyro.poutine.trace(model).get_trace(torch.zeros(2, 7, 4))
+        >>> trace.nodes["calcium"]["value"].shape
+        torch.Size([2, 7, 4])
+    """
+
+    def forward(self, fluorescence, inputs=None, *, n_trials=None, cd_mask=None):
+        with self._trials(fluorescence, n_trials):
+            _, rates = self._deep(fluorescence, inputs, cd_mask)
+        mean, variance = self.observation.moments(rates * self.dt)
+        with poutine.block(hide=["trials"]):  # the trials plate's subsample site is recorded
+            return self.observation.observe(
+                mean, fluorescence, variance=variance, n_trials=n_trials
+            )
+
+
+class CalciumLFADS(_FluorescenceLFADS):
     """LFADS rates → spikes → calcium → fluorescence [trials, time, neurons] (NaN: missing).
 
     Arguments:
@@ -44,11 +115,9 @@ class CalciumLFADS(LFADS):
     """
 
     dims = {
-        **LFADS.dims,
+        **_FluorescenceLFADS.dims,
         "z": ["trial", "time", "z_dim"],
         "spikes": ["trial", "time", "neuron"],
-        "calcium": ["trial", "time", "neuron"],
-        "fluorescence": ["trial", "time", "neuron"],
     }
 
     def __init__(
@@ -61,45 +130,27 @@ class CalciumLFADS(LFADS):
         calcium: dict | None = None,
         **lfads,
     ) -> None:
-        super().__init__(n_neurons, dt=dt, **lfads)
+        super().__init__(n_neurons, dt=dt, calcium=calcium, **lfads)
         if not isinstance(z_dim, int) or z_dim < 1:
             raise ValueError(f"z_dim must be a positive integer, got {z_dim!r}")
         if spike_weight < 0:
             raise ValueError(f"spike_weight must be non-negative, got {spike_weight}")
-        # Real-valued observations: LFADS.check_data then accepts non-integer data.
-        self.likelihood = "fluorescence"
         self.z_dim, self.spike_weight = z_dim, spike_weight
         self.spike_map = nn.Linear(self.fac_dim + z_dim, n_neurons)
-        self.observation = CalciumFluorescence(n_neurons, dt=dt, **(calcium or {}))
-
-    def init_readout(self, spikes: torch.Tensor) -> CalciumLFADS:
-        """Set the readout bias to each neuron's mean log rate in (estimated) ``spikes``."""
-        return self.set_readout_rate(spikes.mean((0, 1)))
 
     def deep_parameters(self) -> list[nn.Parameter]:
         """The LFADS deep model's parameters: all but the spike map and the calcium model."""
         observation = {id(p) for m in (self.spike_map, self.observation) for p in m.parameters()}
         return [p for p in self.parameters() if id(p) not in observation]
 
-    def check_data(self, fluorescence, inputs=None) -> None:
-        """As :meth:`LFADS.check_data` for real-valued data whose NaN entries are missing."""
-        if torch.is_tensor(fluorescence):
-            fluorescence = torch.where(fluorescence.isnan(), 0.0, fluorescence)
-        super().check_data(fluorescence, inputs)
-
     def spikes(self, factors: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """s_t = relu(exp(W [f_t, z_t] + b) - 1), non-negative and zero for W[f, z] + b ≤ 0."""
         return torch.relu(torch.expm1(self.spike_map(torch.cat([factors, z], -1))))
 
     def forward(self, fluorescence, inputs=None, *, n_trials=None, cd_mask=None):
-        if cd_mask is not None:
-            raise ValueError("CalciumLFADS does not support coordinated dropout (cd_mask)")
-        self.check_data(fluorescence, inputs)
         n_batch, n_steps, _ = fluorescence.shape
-        subsample = torch.arange(n_batch, device=fluorescence.device)
-        with pyro.plate("trials", n_trials or n_batch, subsample=subsample, dim=-1):
-            factors = self.sample_factors(n_batch, n_steps, inputs)
-            rates = pyro.deterministic("rates", torch.exp(self.readout(factors)), event_dim=2)
+        with self._trials(fluorescence, n_trials):
+            factors, rates = self._deep(fluorescence, inputs, cd_mask)
             z_prior = dist.Normal(factors.new_zeros(()), 1.0).expand([n_batch, n_steps, self.z_dim])
             z = pyro.sample("z", z_prior.to_event(2))
             spikes = pyro.deterministic("spikes", self.spikes(factors, z), event_dim=2)
