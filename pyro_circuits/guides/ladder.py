@@ -67,8 +67,8 @@ class LadderEncoder(PyroModule):
     def forward(self, fluorescence, inputs=None, *, n_trials=None, cd_mask=None):
         model = self.model
         model.check_data(fluorescence, inputs)
-        x = torch.where(fluorescence.isnan(), 0.0, fluorescence)
-        latents = poutine.trace(self.deep).get_trace(x, inputs, n_trials=n_trials).nodes
+        latents = poutine.trace(self.deep).get_trace(fluorescence, inputs, n_trials=n_trials).nodes
+        x = torch.nan_to_num(fluorescence, nan=0.0)
         ic = latents["ic"]["value"]
         co = latents["co"]["value"] if model.co_dim else None
         n_batch, n_steps, _ = x.shape

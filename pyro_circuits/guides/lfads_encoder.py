@@ -138,7 +138,8 @@ class LFADSEncoder(PyroModule):
     def forward(self, counts, inputs=None, *, n_trials=None, cd_mask=None):
         model = self.model
         model.check_data(counts, inputs)
-        x = counts if cd_mask is None else counts * cd_mask
+        x = torch.nan_to_num(counts, nan=0.0)  # missing frames (fluorescence models) read as 0
+        x = x if cd_mask is None else x * cd_mask
         x = self.dropout(x[..., self.observed])
         n_batch, n_steps, _ = counts.shape
         subsample = torch.arange(n_batch, device=counts.device)

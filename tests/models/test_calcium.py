@@ -180,3 +180,17 @@ def test_oasis_wrapper_runs_each_trace_when_present(monkeypatch):
     torch.testing.assert_close(calcium, fluor + 1)
     torch.testing.assert_close(spikes, fluor * 2)
     assert calls == [((7,), 0.4, 100.0, 1)] * 6
+
+
+def test_moments_match_poisson_spikes_through_the_calcium():
+    """Mean and variance of AR(1) calcium of Poisson spikes, against 20,000 simulated trains."""
+    model = CalciumFluorescence(2, dt=0.01, tau=0.1, alpha=1.5, beta=0.1)
+    rates = torch.tensor([[2.0, 0.5]]).expand(30, 2).clone()
+    rates[10:15] = 8.0  # a transient: the variance follows the rate history, not the rate
+    expected = rates * 0.1  # means per frame (dt·λ with λ in units of 1/frame × 10)
+    mean, variance = model.moments(expected)
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.poisson(expected.expand(20_000, 30, 2), generator=generator)
+    calcium = model.calcium(draws)
+    torch.testing.assert_close(calcium.mean(0), mean, rtol=0.02, atol=0.02)
+    torch.testing.assert_close(calcium.var(0), variance, rtol=0.05, atol=0.01)

@@ -1,3 +1,5 @@
+import math
+
 import pyro
 import pytest
 import torch
@@ -7,7 +9,7 @@ from pyro_circuits.guides import LFADSEncoder
 from pyro_circuits.guides.ladder import LadderEncoder
 from pyro_circuits.models import LFADS
 from pyro_circuits.models.calcium import fluorescence_from_spikes
-from pyro_circuits.models.calcium_lfads import CalciumLFADS
+from pyro_circuits.models.calcium_lfads import CalciumLFADS, GaussianCalciumLFADS
 from pyro_circuits.train import Staged, train
 
 SIZES = dict(z_dim=2, ic_dim=3, gen_dim=6, fac_dim=2)
@@ -120,3 +122,30 @@ def test_staged_schedule_needs_deep_parameters():
         train(model, LFADSEncoder(model, enc_dim=4), counts, staged=Staged(), progress=False)
     with pytest.raises(ValueError, match="hold"):
         Staged(hold=-1)
+
+
+def test_gaussian_lfads_scores_fluorescence_by_its_moments():
+    model = GaussianCalciumLFADS(4, co_dim=1, ic_dim=3, gen_dim=6, fac_dim=2)
+    guide = LFADSEncoder(model, enc_dim=5, ci_dim=5, con_dim=5)
+    spikes, fluor = fluorescence(trials=16)
+    guide_trace = poutine.trace(guide).get_trace(fluor)
+    trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(fluor)
+    assert latent_sites(trace) == latent_sites(guide_trace) == {"ic": ["trials"], "co": ["trials"]}
+    rates = trace.nodes["rates"]["value"]
+    mean, variance = model.observation.moments(rates * model.dt)
+    expected = torch.distributions.Normal(mean, (model.observation.sigma**2 + variance).sqrt())
+    torch.testing.assert_close(
+        trace.nodes["fluorescence"]["fn"].log_prob(fluor), expected.log_prob(fluor).sum((-1, -2))
+    )
+    fluor[:, 5:8] = float("nan")
+    fit = train(
+        model.init_readout(spikes),
+        guide,
+        fluor,
+        batch_size=8,
+        max_epochs=20,
+        lr=0.02,
+        progress=False,
+    )
+    losses = [record["loss"] for record in fit.history]
+    assert all(map(math.isfinite, losses)) and sum(losses[-5:]) < sum(losses[:5])
