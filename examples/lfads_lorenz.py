@@ -24,13 +24,6 @@ from pyro_circuits.models import LFADS
 from pyro_circuits.train import train
 
 
-def affine_map(estimate_train, truth_train, estimate):
-    """Least-squares affine map from the estimate to the truth, fitted on training trials."""
-    design = lambda x: np.c_[x.reshape(-1, x.shape[-1]), np.ones(x[..., 0].size)]  # noqa: E731
-    weights = np.linalg.lstsq(design(estimate_train), truth_train.reshape(-1, 3), rcond=None)[0]
-    return (design(estimate) @ weights).reshape(*estimate.shape[:-1], 3)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget")
@@ -74,8 +67,9 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fitted = affine_map(post_train["factors"].numpy(), train_data.latents.numpy(),
-                            post_valid["factors"].numpy())  # fmt: skip
+        fitted = metrics.affine_map(
+            post_train["factors"], train_data.latents, post_valid["factors"]
+        )
         time = np.arange(valid.counts.shape[1]) * data.dt
         fig, axes = plt.subplots(3, 3, figsize=(10, 6), sharex=True)
         for col, trial in enumerate((0, 1, 2)):

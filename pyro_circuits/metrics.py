@@ -40,6 +40,28 @@ def r2_score(truth, estimate) -> float:
     return float(np.mean(1 - residual / total))
 
 
+def affine_map(estimate_train, truth_train, estimate) -> np.ndarray:
+    """``estimate`` [..., k] mapped onto the truth's axes by the least-squares affine map from
+    ``estimate_train`` to ``truth_train`` (leading axes flattened).
+
+    Example:
+        >>> z = np.random.default_rng(0).normal(size=(4, 10, 2))
+        >>> np.allclose(affine_map(2 * z + 1, z, 2 * z[:1] + 1), z[:1])
+        True
+    """
+
+    def design(x):
+        x = _array("estimate", x)
+        return np.concatenate([x.reshape(-1, x.shape[-1]), np.ones((x[..., 0].size, 1))], 1)
+
+    truth_train = _array("truth_train", truth_train)
+    weights = np.linalg.lstsq(
+        design(estimate_train), truth_train.reshape(-1, truth_train.shape[-1]), rcond=None
+    )[0]
+    estimate = _array("estimate", estimate)
+    return (design(estimate) @ weights).reshape(*estimate.shape[:-1], truth_train.shape[-1])
+
+
 def latent_r2(estimate_train, truth_train, estimate_valid, truth_valid) -> float:
     """R² of true latents predicted by an affine map of the estimated ones.
 
@@ -50,21 +72,8 @@ def latent_r2(estimate_train, truth_train, estimate_valid, truth_valid) -> float
         >>> round(latent_r2(2 * z + 1, z, 2 * z[:2] + 1, z[:2]), 6)
         1.0
     """
-
-    def design(x):
-        x = _array("estimate", x)
-        x = x.reshape(-1, x.shape[-1])
-        return np.concatenate([x, np.ones((len(x), 1))], 1)
-
-    truth_train, truth_valid = (
-        _array("truth_train", truth_train),
-        _array("truth_valid", truth_valid),
-    )
-    weights = np.linalg.lstsq(
-        design(estimate_train), truth_train.reshape(-1, truth_train.shape[-1]), rcond=None
-    )[0]
-    predicted = design(estimate_valid) @ weights
-    return r2_score(truth_valid.reshape(-1, truth_valid.shape[-1]), predicted)
+    predicted = affine_map(estimate_train, truth_train, estimate_valid)
+    return r2_score(_array("truth_valid", truth_valid), predicted)
 
 
 def _poisson_nll(expected: np.ndarray, counts: np.ndarray) -> float:

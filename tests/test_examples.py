@@ -12,6 +12,7 @@ SMOKE_ARGUMENTS = {
     "lfads_lorenz.py": ["--quick"],
     "superior_colliculus_opto.py": ["--trials", "20"],
     "compare_methods.py": ["--budget", "300", "--out", "{tmp}"],
+    "calcium_ladder.py": ["--quick", "--figure", "{tmp}/ladder.png"],
 }
 
 
