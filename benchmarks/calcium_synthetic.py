@@ -159,13 +159,13 @@ def run(name: str, minutes: float, seed: int, warmup: int) -> dict:
     post_train, post_valid = posterior(fit, fluor)
     record("ladder", fit, _score(data, fluor, post_train, post_valid, post_valid["spikes"]))
 
-    def lfads_on(counts):
-        torch.manual_seed(seed)
-        lfads = LFADS(n_neurons, dt=data.dt, **deep).init_readout(counts[split[0]])
+    def encoder_fit(model, observations, spikes):
+        """Fit ``model`` with the LFADS encoder, its readout set from ``spikes``."""
+        model.init_readout(spikes)
         fit = _fit(
-            lfads,
-            LFADSEncoder(lfads, **config["deep_guide"]),
-            counts,
+            model,
+            LFADSEncoder(model, **config["deep_guide"]),
+            observations,
             split,
             minutes,
             seed,
@@ -173,26 +173,18 @@ def run(name: str, minutes: float, seed: int, warmup: int) -> dict:
             l2_warmup=warmup,
             **steps,
         )
-        return fit, *posterior(fit, counts)
+        return fit, *posterior(fit, observations)
+
+    def lfads_on(counts):
+        torch.manual_seed(seed)
+        return encoder_fit(LFADS(n_neurons, dt=data.dt, **deep), counts, counts[split[0]])
 
     fit, post_train, post_valid = lfads_on(data.counts)
     record("lfads_spikes", fit, _score(data, fluor, post_train, post_valid))
 
     torch.manual_seed(seed)
     gaussian = GaussianCalciumLFADS(n_neurons, dt=data.dt, calcium=calcium, **deep)
-    gaussian.init_readout(spikes_from_mean_fluorescence)
-    fit = _fit(
-        gaussian,
-        LFADSEncoder(gaussian, **config["deep_guide"]),
-        fluor,
-        split,
-        minutes,
-        seed,
-        l2_scale=config["l2_scale"],
-        l2_warmup=warmup,
-        **steps,
-    )
-    post_train, post_valid = posterior(fit, fluor)
+    fit, post_train, post_valid = encoder_fit(gaussian, fluor, spikes_from_mean_fluorescence)
     record("gaussian_lfads", fit, _score(data, fluor, post_train, post_valid))
 
     if baselines_calcium.available():
