@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from pyro_circuits.checks import positive_int
 from pyro_circuits.diagnostics import predictive_distance
 from pyro_circuits.epi import EmergentProperty, EPIConfig, EPIResult, epi, moment_test
 from pyro_circuits.results import InferenceResult
@@ -194,8 +195,7 @@ def compare(
         raise ValueError(f"methods must be names in {sorted(METHODS)}, got {list(methods)}")
     if not isinstance(prop, EmergentProperty):
         raise TypeError(f"prop must be an EmergentProperty, got {type(prop).__name__}")
-    if not isinstance(budget, int) or budget < 1:
-        raise ValueError(f"budget must be a positive integer, got {budget!r}")
+    positive_int("budget", budget)
     if not seeds:
         raise ValueError("seeds must name at least one seed")
     if draws < 4 * moment_batches:

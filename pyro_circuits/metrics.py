@@ -11,6 +11,8 @@ import math
 import numpy as np
 from scipy.special import gammaln
 
+from pyro_circuits.checks import positive_int
+
 __all__ = ["bits_per_spike", "co_bps", "fp_bps", "latent_r2", "r2_score"]
 
 
@@ -117,8 +119,7 @@ def co_bps(rates, counts, heldout, dt: float) -> float:
 
 def fp_bps(rates, counts, n_forward: int, dt: float) -> float:
     """Forward-prediction bits per spike: :func:`bits_per_spike` on the last ``n_forward`` bins."""
-    if not isinstance(n_forward, int) or n_forward < 1:
-        raise ValueError(f"n_forward must be a positive integer, got {n_forward!r}")
+    positive_int("n_forward", n_forward)
     return bits_per_spike(
         _array("rates", rates)[:, -n_forward:], _array("counts", counts)[:, -n_forward:], dt
     )

@@ -23,12 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import arviz as az
-import numpy as np
 import pandas as pd
 import pyro
 import torch
 from torch.distributions import Distribution, Independent, Uniform
 
+from pyro_circuits.checks import positive_int
 from pyro_circuits.diagnostics import inference_data, predictive_distance
 from pyro_circuits.epi.property import EmergentProperty
 from pyro_circuits.results import InferenceResult
@@ -290,12 +290,6 @@ class _NoTracker:
         pass
 
 
-def _positive_int(name: str, value) -> int:
-    if not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def NPE(
     model: Callable,
     prop: EmergentProperty,
@@ -350,8 +344,8 @@ def NPE(
     from sbi.inference import NPE_C, simulate_for_sbi
     from sbi.neural_nets import posterior_nn
 
-    simulations = _positive_int("simulations", simulations)
-    rounds = _positive_int("rounds", rounds)
+    simulations = positive_int("simulations", simulations)
+    rounds = positive_int("rounds", rounds)
     program, simulator, x0 = _setup(model, prop, params, model_args, model_kwargs)
     prior = sbi_prior(simulator.space)
     if isinstance(density_estimator, str):
@@ -474,11 +468,11 @@ def SMCABC(
     """
     from sbi.inference import SMCABC as _SMCABC
 
-    simulations = _positive_int("simulations", simulations)
+    simulations = positive_int("simulations", simulations)
     if particles is None:
         particles = min(1000, max(10, simulations // 20))
-    particles = _positive_int("particles", particles)
-    initial_population = _positive_int("initial_population", initial_population or 2 * particles)
+    particles = positive_int("particles", particles)
+    initial_population = positive_int("initial_population", initial_population or 2 * particles)
     if initial_population < particles or simulations < initial_population:
         raise ValueError(
             f"need particles ({particles}) <= initial_population ({initial_population}) <= "

@@ -25,6 +25,8 @@ from pyro import poutine
 from pyro.poutine.scale_messenger import ScaleMessenger
 from tqdm.auto import tqdm
 
+from pyro_circuits.checks import require_positive_ints
+
 __all__ = ["SVIFit", "Staged", "scale_latents", "train"]
 
 
@@ -278,9 +280,7 @@ def train(
     _check_batch("counts", counts, inputs)
     if valid_counts is not None:
         _check_batch("valid_counts", valid_counts, valid_inputs)
-    for name, value in dict(batch_size=batch_size, max_epochs=max_epochs).items():
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    require_positive_ints(batch_size=batch_size, max_epochs=max_epochs)
     if not 0 <= cd_rate < 1:
         raise ValueError(f"cd_rate must be in [0, 1), got {cd_rate}")
     if lr <= 0 or clip_norm <= 0:

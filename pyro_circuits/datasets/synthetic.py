@@ -16,15 +16,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pyro_circuits.checks import positive_int
 from pyro_circuits.datasets.spike_data import SpikeData
 
 __all__ = ["chaotic_rnn", "linear_dynamical", "lorenz"]
-
-
-def _positive_int(name: str, value) -> int:
-    if not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _split_by_repeat(n_conditions: int, n_trials: int, train_fraction: float):
@@ -93,10 +88,10 @@ def chaotic_rnn(
         (torch.Size([20, 20, 8]), 16)
     """
     n_conditions, n_trials = (
-        _positive_int("n_conditions", n_conditions),
-        _positive_int("n_trials", n_trials),
+        positive_int("n_conditions", n_conditions),
+        positive_int("n_trials", n_trials),
     )
-    n_neurons, n_bins = _positive_int("n_neurons", n_neurons), _positive_int("n_bins", n_bins)
+    n_neurons, n_bins = positive_int("n_neurons", n_neurons), positive_int("n_bins", n_bins)
     if tau <= 0 or dt <= 0:
         raise ValueError(f"tau and dt must be positive, got tau={tau}, dt={dt}")
     rng = np.random.RandomState(seed)
@@ -154,11 +149,11 @@ def lorenz(
         (torch.Size([6, 10, 30]), torch.Size([6, 10, 3]))
     """
     n_conditions, n_trials = (
-        _positive_int("n_conditions", n_conditions),
-        _positive_int("n_trials", n_trials),
+        positive_int("n_conditions", n_conditions),
+        positive_int("n_trials", n_trials),
     )
-    n_neurons, n_bins = _positive_int("n_neurons", n_neurons), _positive_int("n_bins", n_bins)
-    steps_per_bin = _positive_int("steps_per_bin", steps_per_bin)
+    n_neurons, n_bins = positive_int("n_neurons", n_neurons), positive_int("n_bins", n_bins)
+    steps_per_bin = positive_int("steps_per_bin", steps_per_bin)
     rng = np.random.RandomState(seed)
     state = rng.randn(n_conditions, 3)
     path = np.empty((n_conditions, n_bins * steps_per_bin, 3))
@@ -200,8 +195,8 @@ def linear_dynamical(
         >>> data.latents.shape
         torch.Size([5, 30, 2])
     """
-    n_trials, n_neurons = _positive_int("n_trials", n_trials), _positive_int("n_neurons", n_neurons)
-    n_bins, n_latents = _positive_int("n_bins", n_bins), _positive_int("n_latents", n_latents)
+    n_trials, n_neurons = positive_int("n_trials", n_trials), positive_int("n_neurons", n_neurons)
+    n_bins, n_latents = positive_int("n_bins", n_bins), positive_int("n_latents", n_latents)
     rng = np.random.RandomState(seed)
     dynamics = np.diag(0.8 + 0.2 * rng.rand(n_latents))
     loadings = 0.025 * rng.randn(n_latents, n_neurons)

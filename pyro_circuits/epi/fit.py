@@ -14,6 +14,7 @@ import torch
 from torch.distributions import Normal
 from tqdm.auto import tqdm
 
+from pyro_circuits.checks import require_positive_ints
 from pyro_circuits.epi.convergence import MomentTest, moment_test, penalty_should_grow
 from pyro_circuits.epi.flow import FlowConfig, SupportedFlow
 from pyro_circuits.epi.property import EmergentProperty
@@ -70,11 +71,8 @@ class EPIConfig:
     chunk: int = 20_000
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "iterations", "test_batches", "log_every", "chunk"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(
-                    f"EPIConfig.{name} must be a positive integer, got {getattr(self, name)!r}"
-                )
+        names = ("epochs", "iterations", "test_batches", "log_every", "chunk")
+        require_positive_ints(**{f"EPIConfig.{name}": getattr(self, name) for name in names})
         if not isinstance(self.batch_size, int) or self.batch_size < 4 or self.batch_size % 2:
             raise ValueError(
                 f"EPIConfig.batch_size must be an even integer >= 4, got {self.batch_size!r}"

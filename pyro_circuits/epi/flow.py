@@ -22,6 +22,7 @@ from zuko.transforms import (
     PermutationTransform,
 )
 
+from pyro_circuits.checks import require_positive_ints
 from pyro_circuits.space import ParameterSpace
 
 __all__ = ["FlowConfig", "SupportedFlow", "build_flow"]
@@ -53,10 +54,8 @@ class FlowConfig:
     post_affine: bool = True
 
     def __post_init__(self) -> None:
-        for field in ("stages", "bins", "layers", "units"):
-            value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"FlowConfig.{field} must be a positive integer, got {value!r}")
+        fields = ("stages", "bins", "layers", "units")
+        require_positive_ints(**{f"FlowConfig.{field}": getattr(self, field) for field in fields})
         if self.coupling not in ("affine", "spline"):
             raise ValueError(
                 f"FlowConfig.coupling must be 'affine' or 'spline', got {self.coupling!r}"

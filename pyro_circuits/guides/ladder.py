@@ -9,6 +9,7 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from torch import nn
 
+from pyro_circuits.checks import require_positive_ints
 from pyro_circuits.guides.lfads_encoder import LFADSEncoder, _bidirectional_gru
 from pyro_circuits.models.calcium_lfads import CalciumLFADS
 from pyro_circuits.models.lfads import init_gru
@@ -50,9 +51,7 @@ class LadderEncoder(PyroModule):
         super().__init__()
         if not isinstance(model, CalciumLFADS):
             raise TypeError(f"model must be a CalciumLFADS, got {type(model).__name__}")
-        for name, value in dict(enc_dim=enc_dim, con_dim=con_dim).items():
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        require_positive_ints(enc_dim=enc_dim, con_dim=con_dim)
         object.__setattr__(self, "model", model)  # shared, not a submodule: no duplicate params
         self.z_post_var_min = z_post_var_min
         self.deep = LFADSEncoder(model, **(deep or {}))

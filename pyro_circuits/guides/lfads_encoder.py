@@ -10,6 +10,7 @@ import torch
 from pyro.nn import PyroModule
 from torch import nn
 
+from pyro_circuits.checks import require_positive_ints
 from pyro_circuits.models.lfads import LFADS, init_gru
 
 __all__ = ["LFADSEncoder"]
@@ -74,9 +75,7 @@ class LFADSEncoder(PyroModule):
                 f"model must be an LFADS model (with {', '.join(_GENERATOR_API)}), "
                 f"got {type(model).__name__}"
             )
-        for name, value in dict(enc_dim=enc_dim, ci_dim=ci_dim, con_dim=con_dim).items():
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        require_positive_ints(enc_dim=enc_dim, ci_dim=ci_dim, con_dim=con_dim)
         if not isinstance(ci_lag, int) or ci_lag < 0:
             raise ValueError(f"ci_lag must be a non-negative integer, got {ci_lag!r}")
         object.__setattr__(self, "model", model)  # shared, not a submodule: no duplicate params

@@ -19,6 +19,7 @@ from pyro import distributions as dist
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
 
+from pyro_circuits.checks import positive_int
 from pyro_circuits.datasets.spike_data import check_counts
 
 __all__ = ["CalciumFluorescence", "ar1_calcium", "fluorescence_from_spikes"]
@@ -127,8 +128,7 @@ class CalciumFluorescence(PyroModule):
         learn: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
-        if not isinstance(n_neurons, int) or n_neurons < 1:
-            raise ValueError(f"n_neurons must be a positive integer, got {n_neurons!r}")
+        positive_int("n_neurons", n_neurons)
         _check_decay(dt, tau)
         if alpha <= 0 or sigma <= 0:
             raise ValueError(f"alpha and sigma must be positive, got {alpha} and {sigma}")

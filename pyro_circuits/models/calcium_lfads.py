@@ -19,6 +19,7 @@ import torch
 from pyro import poutine
 from torch import nn
 
+from pyro_circuits.checks import positive_int
 from pyro_circuits.models.calcium import CalciumFluorescence
 from pyro_circuits.models.lfads import LFADS
 
@@ -131,8 +132,7 @@ class CalciumLFADS(_FluorescenceLFADS):
         **lfads,
     ) -> None:
         super().__init__(n_neurons, dt=dt, calcium=calcium, **lfads)
-        if not isinstance(z_dim, int) or z_dim < 1:
-            raise ValueError(f"z_dim must be a positive integer, got {z_dim!r}")
+        positive_int("z_dim", z_dim)
         if spike_weight < 0:
             raise ValueError(f"spike_weight must be non-negative, got {spike_weight}")
         self.z_dim, self.spike_weight = z_dim, spike_weight

@@ -19,6 +19,7 @@ from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import constraints
 
+from pyro_circuits.checks import require_positive_ints
 from pyro_circuits.datasets.spike_data import check_counts
 
 __all__ = ["LFADS", "AR1Normal"]
@@ -136,11 +137,7 @@ class LFADS(PyroModule):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        for name, value in dict(
-            n_neurons=n_neurons, ic_dim=ic_dim, gen_dim=gen_dim, fac_dim=fac_dim
-        ).items():
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        require_positive_ints(n_neurons=n_neurons, ic_dim=ic_dim, gen_dim=gen_dim, fac_dim=fac_dim)
         for name, value in dict(co_dim=co_dim, ext_dim=ext_dim).items():
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")

@@ -7,6 +7,7 @@ import pyro.distributions as dist
 import torch
 
 from pyro_circuits import perturb
+from pyro_circuits.checks import positive_int
 from pyro_circuits.sites import noise
 
 __all__ = ["POPULATIONS", "SuperiorColliculus", "connectivity"]
@@ -56,8 +57,7 @@ class SuperiorColliculus:
     def __init__(
         self, trials: int = 200, dt: float = 0.024, duration: float = 1.8, sigma: float = 0.2
     ) -> None:
-        if not isinstance(trials, int) or trials < 1:
-            raise ValueError(f"trials must be a positive integer, got {trials!r}")
+        positive_int("trials", trials)
         if dt <= 0 or duration <= LIGHT_END:
             raise ValueError(f"need dt > 0 and duration > {LIGHT_END} s, got {dt}, {duration}")
         if sigma < 0:
