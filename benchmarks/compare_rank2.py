@@ -16,6 +16,7 @@ import argparse
 import datetime
 import json
 import math
+import time
 
 import matplotlib
 
@@ -27,6 +28,7 @@ from benchmarks._report import OUTPUT, ROOT, machine, update_section, write_json
 from pyro_circuits.compare import compare  # noqa: E402
 from pyro_circuits.epi import EPIConfig, FlowConfig  # noqa: E402
 from pyro_circuits.models import Rank2RNN  # noqa: E402
+from pyro_circuits.sbi import SMCABCStalled  # noqa: E402
 
 FIGURE = ROOT / "docs" / "figures" / "compare_rank2.png"
 METHODS = ("epi", "npe", "smcabc")
@@ -57,7 +59,12 @@ def settings(args) -> tuple[dict, dict]:
             "train_kwargs": {"max_num_epochs": args.npe_epochs},
             "check_samples": 1000,
         },
-        "smcabc": {"particles": 1000, "epsilon_decay": 0.5, "distance_based_decay": True},
+        "smcabc": {
+            "particles": 1000,
+            "epsilon_decay": 0.5,
+            "distance_based_decay": True,
+            "kernel_variance_scale": args.smc_kernel_scale,
+        },
     }
     return budgets, options
 
@@ -70,6 +77,14 @@ def fmt(value, digits: str = ".0f") -> str:
     )
 
 
+def label(row: dict) -> str:
+    """The method, with NPE's round size and SMC-ABC's kernel scale where not sbi's default 1."""
+    if row["method"] == "npe":
+        return f"npe (rounds of {row['npe_round']:,})"
+    scale = row.get("kernel_scale", 1.0)
+    return row["method"] + (f" (kernel × {scale:g})" if scale != 1.0 else "")
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| n | dim z | method | budget | seed | sims to ‖E f − μ‖ < 0.5 | wall time to < 0.5 (s) | "
@@ -78,12 +93,18 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         converged = not math.isnan(r["simulations_to_converge"])
+        stalled = r.get("stalled")
         sims = (
-            f"{r['simulations_to_converge']:,.0f}" if converged else "not converged within budget"
+            f"{r['simulations_to_converge']:,.0f}"
+            if converged
+            else f"stalled in population {stalled['population']}: {stalled['inside']:,} of "
+            f"{stalled['kernel_draws']:,} kernel draws inside the prior"
+            if stalled
+            else "not converged within budget"
         )
         lines.append(
-            f"| {r['n']} | {4 * r['n']} | {r['method']} | {r['budget']:,} | {r['seed']} | {sims} | "
-            f"{fmt(r['wall_time_to_converge']) if converged else '—'} | {r['distance']:.2f} | "
+            f"| {r['n']} | {4 * r['n']} | {label(r)} | {r['budget']:,} | {r['seed']} | {sims} | "
+            f"{fmt(r['wall_time_to_converge']) if converged else '—'} | {fmt(r['distance'], '.2f')} | "
             f"{ {True: 'pass', False: 'fail'}.get(r.get('moment_test'), '—') } | {r['simulations']:,} | "
             f"{r['wall_time']:.0f} |"
         )
@@ -144,17 +165,18 @@ def plot(rows: list[dict]) -> None:
 def overview(rows: list[dict]) -> str:
     """Seeds that met the criterion / seeds run, per n and method (and budget)."""
     keys = sorted(
-        {(r["method"], r["budget"]) for r in rows}, key=lambda k: (METHODS.index(k[0]), k[1])
+        {(r["method"], r["budget"], label(r)) for r in rows},
+        key=lambda k: (METHODS.index(k[0]), k[1], k[2]),
     )
     sizes = sorted({r["n"] for r in rows})
     lines = [
-        "| n | " + " | ".join(f"{m} ({b:,})" for m, b in keys) + " |",
+        "| n | " + " | ".join(f"{name} ({b:,})" for _, b, name in keys) + " |",
         "|---|" + "---|" * len(keys),
     ]
     for n in sizes:
         cells = []
-        for method, budget in keys:
-            mine = [r for r in rows if (r["n"], r["method"], r["budget"]) == (n, method, budget)]
+        for _, budget, name in keys:
+            mine = [r for r in rows if (r["n"], label(r), r["budget"]) == (n, name, budget)]
             done = sum(not math.isnan(r["simulations_to_converge"]) for r in mine)
             cells.append(f"{done}/{len(mine)}" if mine else "not run (time)")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
@@ -168,6 +190,8 @@ def merged_runs() -> list[dict]:
         run = json.loads(path.read_text())
         for row in run["rows"]:
             row.setdefault("budget", run["budgets"][row["method"]])
+            if row["method"] == "npe":
+                row.setdefault("npe_round", run["args"]["npe_round"])
         runs.append(run)
     return runs
 
@@ -196,7 +220,7 @@ def publish(args) -> None:
     a = argparse.Namespace(**(main_args or vars(args)))
     rows = sorted(
         [row for run in runs for row in run["rows"]],
-        key=lambda r: (r["n"], METHODS.index(r["method"]), r["budget"], r["seed"]),
+        key=lambda r: (r["n"], METHODS.index(r["method"]), r["budget"], label(r), r["seed"]),
     )
     skipped = sorted({s for run in runs for s in run.get("skipped", [])})
     commands = "\n".join(f"    {run.get('command', '(earlier run)')}" for run in runs)
@@ -232,7 +256,9 @@ stages × 2 × 100 units, {a.epi_init} initialisation steps, stop at the first e
 moment test); NPE {npe} (sbi `NPE_C`, `zuko_maf` with 3 transforms × 50 units and the support
 map, stop at the first round within 0.5); SMC-ABC {smc}
 (sbi `SMCABC`, 1000 particles, initial population 2000, ε = 0.5-quantile of the last
-population's distances). Convergence is the paper's shared criterion ‖E f − μ‖₂ < 0.5, checked
+population's distances, perturbation-kernel covariance × 1, sbi's default, or × 0.1 where
+marked; "stalled" = fewer than 1e-5 of the kernel's draws fell inside the prior's box, so the
+population could not be filled: see docs/comparison.md). Convergence is the paper's shared criterion ‖E f − μ‖₂ < 0.5, checked
 at EPI epoch ends (200 × 200 test draws), after each NPE round (1,000 posterior-predictive
 draws) and for each SMC-ABC population (its accepted simulations); simulations are counted when
 the criterion is first met (EPI: Adam-step simulations, initialisation and test batches
@@ -250,6 +276,40 @@ Seeds meeting the criterion within budget / seeds run:
     )
 
 
+def run(method: str, n: int, seed: int, budget: int, options: dict) -> dict:
+    """One method on ``rank2_rnn(n)``: the comparison row (a stalled SMC-ABC run says so)."""
+    start = time.perf_counter()
+    try:
+        frame, _ = compare(
+            Rank2RNN(n),
+            Rank2RNN.stable_amplification(),
+            [method],
+            budget=budget,
+            seeds=[seed],
+            options={method: dict(options)},
+            progress=False,
+        )
+        row = frame.iloc[0].to_dict()
+    except SMCABCStalled as stalled:
+        row = {
+            "method": method,
+            "seed": seed,
+            "distance": math.nan,
+            "simulations_to_converge": math.nan,
+            "wall_time_to_converge": math.nan,
+            "simulations": stalled.simulations,
+            "wall_time": time.perf_counter() - start,
+            "stalled": {
+                "population": stalled.population,
+                "inside": round(stalled.acceptance * stalled.kernel_draws),
+                "kernel_draws": stalled.kernel_draws,
+            },
+        }
+    if method == "smcabc":
+        row["kernel_scale"] = options["kernel_variance_scale"]
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2, 5, 10, 25, 50])
@@ -262,6 +322,9 @@ def main() -> None:
     parser.add_argument("--npe-rounds", type=int, default=3)
     parser.add_argument("--npe-epochs", type=int, default=30)
     parser.add_argument("--smc-budget", type=int, default=20_000)
+    parser.add_argument(
+        "--smc-kernel-scale", type=float, default=1.0, help="SMC-ABC kernel_variance_scale"
+    )
     parser.add_argument("--deadline", help="HH:MM (UTC): start no new size after this time")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tag", default="", help="save as a supplement (compare_rank2_TAG.json)")
@@ -297,16 +360,7 @@ def main() -> None:
             continue
         for method in args.methods:
             for seed in args.seeds:
-                frame, _ = compare(
-                    Rank2RNN(n),
-                    Rank2RNN.stable_amplification(),
-                    [method],
-                    budget=budgets[method],
-                    seeds=[seed],
-                    options={method: dict(options[method])},
-                    progress=False,
-                )
-                row = {"n": n, **frame.iloc[0].to_dict()}
+                row = {"n": n, **run(method, n, seed, budgets[method], options[method])}
                 rows.append(row)
                 print(
                     {

@@ -79,7 +79,8 @@ def main() -> None:
     fluor[:, 40:43] = float("nan")  # dropped frames are masked out of the likelihood
     train_idx, valid_idx = data.train_idx, data.valid_idx
     torch.manual_seed(args.seed)
-    model = CalciumLFADS(data.counts.shape[-1], dt=data.dt, calcium=dict(tau=TAU), **sizes)
+    calcium_model = dict(tau=TAU, sigma=SIGMA, learn=())  # the known noise level, held fixed
+    model = CalciumLFADS(data.counts.shape[-1], dt=data.dt, calcium=calcium_model, **sizes)
     # Steady state of the calcium: mean F ≈ (mean spikes per frame) τ/dt, so no true spikes used.
     model.init_readout(torch.nan_to_num(fluor[train_idx]).clamp(min=0) * data.dt / TAU)
     guide = LadderEncoder(model, deep=dict(enc_dim=sizes["ic_dim"]), **guide_sizes)

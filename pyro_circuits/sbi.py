@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 
 import arviz as az
 import pandas as pd
@@ -40,6 +41,7 @@ __all__ = [
     "NPEResult",
     "SMCABC",
     "SMCABCResult",
+    "SMCABCStalled",
     "Simulator",
     "observation",
     "sbi_prior",
@@ -245,6 +247,66 @@ class SMCABCResult(SBIResult):
         return self.particles[index]
 
 
+class SMCABCStalled(RuntimeError):
+    """SMC-ABC cannot fill a population: its perturbation kernel almost never lands inside the
+    prior's support (as in high dimension, where the chance is a product over coordinates).
+
+    Attributes: ``acceptance`` (the fraction of kernel draws inside the support),
+    ``kernel_draws``, ``population`` (the one being filled), ``simulations`` (used so far).
+    """
+
+    def __init__(self, acceptance: float, kernel_draws: int, population: int, simulations: int):
+        self.acceptance, self.kernel_draws = acceptance, kernel_draws
+        self.population, self.simulations = population, simulations
+        super().__init__(
+            f"SMC-ABC stalled in population {population} after {simulations} simulations: "
+            f"only {acceptance:.1e} of {kernel_draws:,} perturbation-kernel draws fell inside "
+            "the prior's support. Lower kernel_variance_scale, or use NPE or EPI"
+        )
+
+
+@cache
+def _guarded_smcabc():
+    """sbi's ``SMCABC`` whose kernel-perturbation loop stops when it cannot fill a population.
+
+    sbi redraws perturbed particles until enough fall inside the prior's support, with no limit;
+    here, once ``10 / min_kernel_acceptance`` draws were made for one batch, a fraction inside
+    below ``min_kernel_acceptance`` raises :class:`SMCABCStalled`. Draws come in batches of at
+    least the population size (sbi draws just the number still missing, which at a low fraction
+    inside becomes a long loop of tiny batches); the first accepted ones are kept.
+    """
+    from sbi.inference import SMCABC as _SMCABC
+    from sbi.utils.sbiutils import within_support
+
+    class GuardedSMCABC(_SMCABC):
+        min_kernel_acceptance = 0.0
+        populations = 0
+
+        def _sample_next_population(self, *args, **kwargs):
+            self.populations += 1
+            return super()._sample_next_population(*args, **kwargs)
+
+        def _sample_and_perturb(self, particles, weights, num_samples=1):
+            kept, accepted, drawn = [], 0, 0
+            while accepted < num_samples:
+                parents = self.sample_from_population_with_weights(
+                    particles, weights, num_samples=max(num_samples - accepted, len(particles))
+                )
+                perturbed = self._get_new_kernel(parents).sample()
+                inside = within_support(self.prior, perturbed)
+                kept.append(perturbed[inside])
+                accepted, drawn = accepted + int(inside.sum()), drawn + len(perturbed)
+                floor = self.min_kernel_acceptance
+                if accepted < num_samples and floor > 0 and drawn * floor >= 10:
+                    if accepted / drawn < floor:
+                        raise SMCABCStalled(
+                            accepted / drawn, drawn, self.populations, self.simulation_counter
+                        )
+            return torch.cat(kept)[:num_samples]
+
+    return GuardedSMCABC
+
+
 @contextmanager
 def _populations(records: list):
     """Collect (population, epsilon, simulations, time) from SMCABC's log records."""
@@ -436,6 +498,7 @@ def SMCABC(
     epsilon_decay: float = 0.5,
     distance_based_decay: bool = True,
     kernel_variance_scale: float = 1.0,
+    min_kernel_acceptance: float = 1e-5,
     num_workers: int = 1,
     simulation_batch_size: int = 1000,
     seed: int = 0,
@@ -455,6 +518,10 @@ def SMCABC(
         initial_population: prior draws of population 0; default ``2 * particles``.
         epsilon_decay, distance_based_decay: the ε schedule.
         kernel_variance_scale: scale of the Gaussian perturbation kernel's covariance.
+        min_kernel_acceptance: the smallest fraction of perturbed particles inside the prior's
+            support that is waited for; below it :class:`SMCABCStalled` is raised (0: wait
+            forever, as sbi does). In D dimensions the fraction shrinks like c^D: with a
+            ``rank2_rnn(25)`` (D = 100) population it is about 1e-11.
         num_workers, simulation_batch_size: joblib parallelism of the simulations.
         seed: random seed.
         progress: show sbi's progress bars.
@@ -466,8 +533,6 @@ def SMCABC(
         >>> result.sample(4)["a11"].shape
         torch.Size([4])
     """
-    from sbi.inference import SMCABC as _SMCABC
-
     simulations = positive_int("simulations", simulations)
     if particles is None:
         particles = min(1000, max(10, simulations // 20))
@@ -480,6 +545,8 @@ def SMCABC(
         )
     if not 0 < epsilon_decay < 1:
         raise ValueError(f"epsilon_decay must lie in (0, 1), got {epsilon_decay}")
+    if not 0 <= min_kernel_acceptance < 1:
+        raise ValueError(f"min_kernel_acceptance must lie in [0, 1), got {min_kernel_acceptance}")
     program, simulator, x0 = _setup(model, prop, params, model_args, model_kwargs)
     low, high = simulator.space.bounds()
     unbounded = [
@@ -493,13 +560,14 @@ def SMCABC(
             "unbounded: give them a Uniform prior or use NPE"
         )
     pyro.set_rng_seed(seed)
-    inference = _SMCABC(
+    inference = _guarded_smcabc()(
         simulator,
         sbi_prior(simulator.space),
         num_workers=num_workers,
         simulation_batch_size=simulation_batch_size,
         show_progress_bars=progress,
     )
+    inference.min_kernel_acceptance = min_kernel_acceptance
     records: list = []
     start = time.perf_counter()
     wall_start = time.time()
@@ -539,6 +607,7 @@ def SMCABC(
             "initial_population": initial_population,
             "epsilon_decay": epsilon_decay,
             "distance_based_decay": distance_based_decay,
+            "kernel_variance_scale": kernel_variance_scale,
         },
         particles=final,
         log_weights=summary["weights"][-1],

@@ -18,6 +18,7 @@ from pyro_circuits.sbi import (
     NPEResult,
     Simulator,
     SMCABCResult,
+    SMCABCStalled,
     observation,
     sbi_prior,
 )
@@ -166,6 +167,30 @@ def test_pair_plot_on_vector_sites():
     plt.close("all")
 
 
+def test_smcabc_stalled_by_the_prior_support_in_high_dimension_is_a_clear_error():
+    # D = 100: a population-wide Gaussian kernel lands inside the box about 1e-11 of the time.
+    with pytest.raises(SMCABCStalled, match="population 1 after 200 simulations") as stalled:
+        SMCABC(
+            Rank2RNN(25),
+            Rank2RNN.stable_amplification(),
+            simulations=1000,
+            particles=100,
+            min_kernel_acceptance=1e-3,
+            progress=False,
+        )
+    assert stalled.value.acceptance < 1e-3 and stalled.value.kernel_draws >= 10_000
+    # The same floor lets a low-dimensional run (D = 8, about 10 % inside) go through.
+    result = SMCABC(
+        Rank2RNN(2),
+        Rank2RNN.stable_amplification(),
+        simulations=600,
+        particles=50,
+        min_kernel_acceptance=1e-3,
+        progress=False,
+    )
+    assert result.simulations == 600
+
+
 def test_parallel_simulations_use_the_callers_joblib_backend():
     with joblib.parallel_config(backend="threading"):
         result = NPE(
@@ -196,5 +221,7 @@ def test_bad_arguments_name_themselves():
         NPE(gaussian_model, PROP, simulations=0)
     with pytest.raises(ValueError, match="epsilon_decay"):
         SMCABC(gaussian_model, PROP, epsilon_decay=1.5)
+    with pytest.raises(ValueError, match="min_kernel_acceptance"):
+        SMCABC(gaussian_model, PROP, min_kernel_acceptance=1.0)
     with pytest.raises(TypeError, match="prop"):
         NPE(gaussian_model, {"f": 1.0})

@@ -22,8 +22,11 @@ class LadderEncoder(PyroModule):
 
     Dynamics level: an :class:`LFADSEncoder` of the model reads the fluorescence (missing frames
     read as 0) and samples ``ic`` and ``co``. Spike level: a bidirectional GRU reads the same
-    fluorescence; a controller GRU reads its outputs with the factors f_t generated from the
-    sampled ``ic``/``co`` and gives q(z_t) = N(μ_t, σ_t²) (mean field over steps given those).
+    fluorescence beside its AR(1) innovation F_t − (1 − dt/τ) F_{t−1}
+    (:meth:`~pyro_circuits.models.calcium.CalciumFluorescence.innovation`, where a spike shows as
+    a step of α against noise σ√2); a controller GRU reads its outputs with the factors f_t
+    generated from the sampled ``ic``/``co`` and gives q(z_t) = N(μ_t, σ_t²) (mean field over
+    steps given those).
 
     Arguments:
         model: the CalciumLFADS model (shared, not copied).
@@ -55,7 +58,7 @@ class LadderEncoder(PyroModule):
         object.__setattr__(self, "model", model)  # shared, not a submodule: no duplicate params
         self.z_post_var_min = z_post_var_min
         self.deep = LFADSEncoder(model, **(deep or {}))
-        self.encoder = _bidirectional_gru(model.n_neurons, enc_dim)
+        self.encoder = _bidirectional_gru(2 * model.n_neurons, enc_dim)
         self.controller = init_gru(nn.GRU(2 * enc_dim + model.fac_dim, con_dim, batch_first=True))
         self.z_linear = nn.Linear(con_dim, 2 * model.z_dim)
 
@@ -73,7 +76,8 @@ class LadderEncoder(PyroModule):
         n_batch, n_steps, _ = x.shape
         factors = model.factors(ic, co, inputs, n_steps)
         model.remember(ic, co, inputs, factors)  # the model replays these draws
-        features = self.encoder(x)[0].expand(*factors.shape[:-1], -1)
+        evidence = torch.cat([x, model.observation.innovation(x)], -1)
+        features = self.encoder(evidence)[0].expand(*factors.shape[:-1], -1)
         controls = torch.cat([features, factors], -1)
         h = self.controller(controls.flatten(0, -3))[0].reshape(*controls.shape[:-1], -1)
         loc, logvar = self.z_linear(h).chunk(2, -1)

@@ -8,7 +8,7 @@ in ``lyprince/hierarchical_lfads``), starting from c_{-1} = 0:
 and fluorescence is calcium plus Gaussian noise, F_t ~ N(c_t, σ²). τ and dt are in seconds.
 :func:`fluorescence_from_spikes` generates synthetic data (defaults of the papers' recipe:
 τ = 0.4 s, α = 1, β = 0, σ = 0.2, dt = 10 ms); :class:`CalciumFluorescence` is the likelihood as
-a Pyro program, with τ, α, β fixed or learned and σ learned, that ignores NaN (missing) frames.
+a Pyro program, with τ, α, β, σ fixed or learned, that ignores NaN (missing) frames.
 """
 
 from __future__ import annotations
@@ -91,8 +91,10 @@ class CalciumFluorescence(PyroModule):
         n_neurons: observed neurons.
         dt: frame interval in seconds. tau, alpha, beta, sigma: initial values (scalars,
             broadcast to one per neuron).
-        learn: which of ``"tau"``, ``"alpha"``, ``"beta"`` are learned (constrained
-            ``PyroParam``\\ s: τ > dt, α > 0); the rest are fixed buffers. σ is always learned.
+        learn: which of ``"tau"``, ``"alpha"``, ``"beta"``, ``"sigma"`` are learned
+            (constrained ``PyroParam``\\ s: τ > dt, α > 0, σ > 0); the rest are fixed buffers.
+            Default: σ only. Fix σ (``learn=()``) when the noise level is known: a learned σ
+            can grow until the likelihood no longer asks the spikes to explain the calcium.
 
     Call ``model(spikes, fluorescence=None, *, n_trials=None)`` with spikes
     [..., trials, time, neurons] (leading dimensions: particles) and fluorescence
@@ -114,7 +116,7 @@ class CalciumFluorescence(PyroModule):
         "calcium": ["trial", "time", "neuron"],
         "fluorescence": ["trial", "time", "neuron"],
     }
-    learnable = ("tau", "alpha", "beta")
+    learnable = ("tau", "alpha", "beta", "sigma")
 
     def __init__(
         self,
@@ -125,7 +127,7 @@ class CalciumFluorescence(PyroModule):
         alpha: float = 1.0,
         beta: float = 0.0,
         sigma: float = 0.2,
-        learn: tuple[str, ...] = (),
+        learn: tuple[str, ...] = ("sigma",),
     ) -> None:
         super().__init__()
         positive_int("n_neurons", n_neurons)
@@ -140,18 +142,31 @@ class CalciumFluorescence(PyroModule):
             "tau": constraints.greater_than(dt),
             "alpha": constraints.positive,
             "beta": constraints.real,
+            "sigma": constraints.positive,
         }
-        for name, value in dict(tau=tau, alpha=alpha, beta=beta).items():
+        for name, value in dict(tau=tau, alpha=alpha, beta=beta, sigma=sigma).items():
             initial = torch.full((n_neurons,), float(value))
             if name in learn:
                 setattr(self, name, PyroParam(initial, support[name]))
             else:
                 self.register_buffer(name, initial)
-        self.sigma = PyroParam(torch.full((n_neurons,), float(sigma)), constraints.positive)
 
     def calcium(self, spikes: torch.Tensor) -> torch.Tensor:
         """The fluorescence mean: AR(1) calcium [..., time, neurons] of ``spikes``."""
         return ar1_calcium(spikes, dt=self.dt, tau=self.tau, alpha=self.alpha, beta=self.beta)
+
+    def innovation(self, fluorescence: torch.Tensor) -> torch.Tensor:
+        """F_t − (1 − dt/τ) F_{t−1} (F_{−1} = 0), shape of ``fluorescence`` [..., time, neurons]:
+        α s_t + β plus noise under the AR(1) model, the spike evidence a spike encoder reads.
+
+        Example:
+            >>> model = CalciumFluorescence(1, dt=0.1, tau=0.2, learn=())
+            >>> model.innovation(torch.tensor([[1.0], [0.5], [2.25]])).squeeze(-1)
+            tensor([1., 0., 2.])
+        """
+        decay = 1 - self.dt / self.tau.detach()
+        previous = torch.nn.functional.pad(fluorescence[..., :-1, :], (0, 0, 1, 0))
+        return fluorescence - decay * previous
 
     def moments(self, expected_spikes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of the calcium when spikes are Poisson with these means.

@@ -115,6 +115,22 @@ def test_nan_frames_are_masked():
     torch.testing.assert_close(loss, -normal.log_prob(fluor)[observed].sum())
 
 
+def test_sigma_is_learned_by_default_and_fixed_on_request():
+    learned = CalciumFluorescence(3, sigma=0.3)
+    assert [name for name, _ in learned.named_parameters()] == ["sigma_unconstrained"]
+    fixed = CalciumFluorescence(3, sigma=0.3, learn=())
+    assert list(fixed.parameters()) == []
+    torch.testing.assert_close(fixed.sigma, torch.full((3,), 0.3))
+
+
+def test_innovation_recovers_the_spikes_of_noiseless_calcium():
+    spikes = spike_trains()
+    settings = dict(dt=0.02, tau=0.3, alpha=1.5, beta=0.1)
+    calcium, _ = fluorescence_from_spikes(spikes, sigma=0.0, **settings)
+    model = CalciumFluorescence(4, learn=(), **settings)
+    torch.testing.assert_close(model.innovation(calcium), 1.5 * spikes + 0.1)
+
+
 def test_learned_tau_and_alpha_are_recovered():
     spikes = spike_trains(trials=4, steps=60)
     _, fluor = fluorescence_from_spikes(spikes, tau=0.3, alpha=1.0, sigma=0.1, seed=0)
