@@ -114,10 +114,12 @@ def table(rows: list[dict]) -> str:
 def plot(rows: list[dict]) -> None:
     if not rows:
         return
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for colour, method in enumerate(METHODS):
-        mine = [r for r in rows if r["method"] == method]
-        shift = 1 + 0.06 * (colour - 1)  # side by side, so markers do not hide each other
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = sorted({label(r) for r in rows}, key=lambda n: (METHODS.index(n.split()[0]), n))
+    for colour, name in enumerate(names):
+        mine = [r for r in rows if label(r) == name]
+        # side by side, so markers do not hide each other
+        shift = 1 + 0.05 * (colour - (len(names) - 1) / 2)
         for ax, key in zip(axes, ("wall_time_to_converge", "simulations_to_converge"), strict=True):
             done = [r for r in mine if not math.isnan(r[key]) and r[key] > 0]
             at_zero = [r for r in mine if r[key] == 0]
@@ -126,7 +128,7 @@ def plot(rows: list[dict]) -> None:
                 [r["n"] * shift for r in done],
                 [r[key] for r in done],
                 color=f"C{colour}",
-                label=method,
+                label=name if done else None,
             )
             if at_zero:
                 ax.scatter(
@@ -134,7 +136,7 @@ def plot(rows: list[dict]) -> None:
                     [1e3] * len(at_zero),
                     color=f"C{colour}",
                     marker="v",
-                    label=f"{method}: within 0.5 at initialisation (0)",
+                    label=f"{name}: within 0.5 at initialisation (0)",
                 )
             total = "wall_time" if key.startswith("wall") else "simulations"
             ax.scatter(
@@ -142,10 +144,10 @@ def plot(rows: list[dict]) -> None:
                 [max(r[total], 1) for r in failed],
                 color=f"C{colour}",
                 marker="x",
-                label=f"{method}: not converged (at budget)" if failed else None,
+                label=f"{name}: not converged (at budget)" if failed else None,
             )
     sizes = sorted({r["n"] for r in rows})
-    for ax, label in zip(
+    for ax, title in zip(
         axes, ("wall time to convergence (s)", "simulations to convergence"), strict=True
     ):
         ax.set_xscale("log")
@@ -153,8 +155,8 @@ def plot(rows: list[dict]) -> None:
         ax.set_xticks(sizes, [str(n) for n in sizes])
         ax.minorticks_off()
         ax.set_xlabel("n (neurons)")
-        ax.set_ylabel(label)
-    axes[1].legend(fontsize="x-small")
+        ax.set_ylabel(title)
+    axes[1].legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.02, 0.5))
     figure.suptitle("rank-2 RNN stable amplification: ‖E f − μ‖₂ < 0.5")
     figure.tight_layout()
     FIGURE.parent.mkdir(parents=True, exist_ok=True)

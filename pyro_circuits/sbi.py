@@ -260,8 +260,8 @@ class SMCABCStalled(RuntimeError):
         self.population, self.simulations = population, simulations
         super().__init__(
             f"SMC-ABC stalled in population {population} after {simulations} simulations: "
-            f"only {acceptance:.1e} of {kernel_draws:,} perturbation-kernel draws fell inside "
-            "the prior's support. Lower kernel_variance_scale, or use NPE or EPI"
+            f"only {round(acceptance * kernel_draws):,} of {kernel_draws:,} perturbation-kernel "
+            "draws fell inside the prior's support. Lower kernel_variance_scale, or use NPE or EPI"
         )
 
 
