@@ -200,9 +200,9 @@ def run(name: str, minutes: float, seed: int, warmup: int, methods=METHODS) -> d
         fit, post_train, post_valid = encoder_fit(gaussian, fluor, spikes_from_mean_fluorescence)
         record("gaussian_lfads", fit, _score(data, fluor, post_train, post_valid))
 
-    if "oasis_lfads" not in methods:
-        pass
-    elif baselines_calcium.available():
+    if "oasis_lfads" in methods and not baselines_calcium.available():
+        result["oasis_lfads"] = {"skipped": "oasis-deconv (GPL, optional) is not installed"}
+    elif "oasis_lfads" in methods:
         calcium_hat, spikes_hat = baselines_calcium.oasis_deconvolve(
             fluor, dt=data.dt, tau=CALCIUM["tau"]
         )
@@ -210,8 +210,6 @@ def run(name: str, minutes: float, seed: int, warmup: int, methods=METHODS) -> d
         scores = _score(data, fluor, post_train, post_valid, spikes_hat[data.valid_idx])
         scores["fluor_r2"] = metrics.r2_score(fluor[data.valid_idx], calcium_hat[data.valid_idx])
         record("oasis_lfads", fit, scores)
-    else:
-        result["oasis_lfads"] = {"skipped": "oasis-deconv (GPL, optional) is not installed"}
     result["machine"] = machine()
     return result
 

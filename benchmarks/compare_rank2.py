@@ -85,6 +85,11 @@ def label(row: dict) -> str:
     return row["method"] + (f" (kernel × {scale:g})" if scale != 1.0 else "")
 
 
+def label_order(name: str) -> tuple:
+    """Sort key of a :func:`label`: the method's place in METHODS, then the label."""
+    return METHODS.index(name.split()[0]), name
+
+
 def table(rows: list[dict]) -> str:
     lines = [
         "| n | dim z | method | budget | seed | sims to ‖E f − μ‖ < 0.5 | wall time to < 0.5 (s) | "
@@ -115,7 +120,7 @@ def plot(rows: list[dict]) -> None:
     if not rows:
         return
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    names = sorted({label(r) for r in rows}, key=lambda n: (METHODS.index(n.split()[0]), n))
+    names = sorted({label(r) for r in rows}, key=label_order)
     for colour, name in enumerate(names):
         mine = [r for r in rows if label(r) == name]
         # side by side, so markers do not hide each other
@@ -166,18 +171,15 @@ def plot(rows: list[dict]) -> None:
 
 def overview(rows: list[dict]) -> str:
     """Seeds that met the criterion / seeds run, per n and method (and budget)."""
-    keys = sorted(
-        {(r["method"], r["budget"], label(r)) for r in rows},
-        key=lambda k: (METHODS.index(k[0]), k[1], k[2]),
-    )
+    keys = sorted({(label(r), r["budget"]) for r in rows}, key=lambda k: (label_order(k[0]), k[1]))
     sizes = sorted({r["n"] for r in rows})
     lines = [
-        "| n | " + " | ".join(f"{name} ({b:,})" for _, b, name in keys) + " |",
+        "| n | " + " | ".join(f"{name} ({b:,})" for name, b in keys) + " |",
         "|---|" + "---|" * len(keys),
     ]
     for n in sizes:
         cells = []
-        for _, budget, name in keys:
+        for name, budget in keys:
             mine = [r for r in rows if (r["n"], label(r), r["budget"]) == (n, name, budget)]
             done = sum(not math.isnan(r["simulations_to_converge"]) for r in mine)
             cells.append(f"{done}/{len(mine)}" if mine else "not run (time)")

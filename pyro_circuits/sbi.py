@@ -296,12 +296,9 @@ def _guarded_smcabc():
                 inside = within_support(self.prior, perturbed)
                 kept.append(perturbed[inside])
                 accepted, drawn = accepted + int(inside.sum()), drawn + len(perturbed)
-                floor = self.min_kernel_acceptance
-                if accepted < num_samples and floor > 0 and drawn * floor >= 10:
-                    if accepted / drawn < floor:
-                        raise SMCABCStalled(
-                            accepted / drawn, drawn, self.populations, self.simulation_counter
-                        )
+                floor, fraction = self.min_kernel_acceptance, accepted / drawn
+                if accepted < num_samples and drawn * floor >= 10 and fraction < floor:
+                    raise SMCABCStalled(fraction, drawn, self.populations, self.simulation_counter)
             return torch.cat(kept)[:num_samples]
 
     return GuardedSMCABC

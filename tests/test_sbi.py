@@ -168,27 +168,22 @@ def test_pair_plot_on_vector_sites():
 
 
 def test_smcabc_stalled_by_the_prior_support_in_high_dimension_is_a_clear_error():
-    # D = 100: a population-wide Gaussian kernel lands inside the box about 1e-11 of the time.
-    with pytest.raises(SMCABCStalled, match="population 1 after 200 simulations") as stalled:
-        SMCABC(
-            Rank2RNN(25),
+    def rank2_smcabc(n, simulations, particles):
+        return SMCABC(
+            Rank2RNN(n),
             Rank2RNN.stable_amplification(),
-            simulations=1000,
-            particles=100,
+            simulations=simulations,
+            particles=particles,
             min_kernel_acceptance=1e-3,
             progress=False,
         )
+
+    # D = 100: a population-wide Gaussian kernel lands inside the box about 1e-11 of the time.
+    with pytest.raises(SMCABCStalled, match="population 1 after 200 simulations") as stalled:
+        rank2_smcabc(25, simulations=1000, particles=100)
     assert stalled.value.acceptance < 1e-3 and stalled.value.kernel_draws >= 10_000
     # The same floor lets a low-dimensional run (D = 8, about 10 % inside) go through.
-    result = SMCABC(
-        Rank2RNN(2),
-        Rank2RNN.stable_amplification(),
-        simulations=600,
-        particles=50,
-        min_kernel_acceptance=1e-3,
-        progress=False,
-    )
-    assert result.simulations == 600
+    assert rank2_smcabc(2, simulations=600, particles=50).simulations == 600
 
 
 def test_parallel_simulations_use_the_callers_joblib_backend():
