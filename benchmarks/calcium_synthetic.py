@@ -6,7 +6,7 @@ spike counts are turned into fluorescence with the papers' recipe (AR(1) calcium
 trials held back for early stopping) and is scored on the validation trials:
 
 * ``ladder``: CalciumLFADS + LadderEncoder on fluorescence, with the staged schedule and σ
-  fixed at the recipe's 0.2 (the reference fixes σ² = 0.04; learned, σ grew to 0.8–0.9);
+  fixed at the recipe's 0.2 (the reference fixes σ² = 0.04; learned, σ grew to about 0.8);
 * ``lfads_spikes``: LFADS on the true spikes (the upper bound);
 * ``gaussian_lfads``: GaussianCalciumLFADS on fluorescence (moment-matched rates → calcium);
 * ``oasis_lfads``: OASIS deconvolution, then LFADS on the inferred spikes (only when the
