@@ -20,13 +20,15 @@ __all__ = ["LadderEncoder"]
 class LadderEncoder(PyroModule):
     """Guide for :class:`CalciumLFADS`: dynamics-level and spike-level encoders of fluorescence.
 
-    Dynamics level: an :class:`LFADSEncoder` of the model reads the fluorescence (missing frames
-    read as 0) and samples ``ic`` and ``co``. Spike level: a bidirectional GRU reads the same
-    fluorescence beside its AR(1) innovation F_t − (1 − dt/τ) F_{t−1}
-    (:meth:`~pyro_circuits.models.calcium.CalciumFluorescence.innovation`, where a spike shows as
-    a step of α against noise σ√2); a controller GRU reads its outputs with the factors f_t
-    generated from the sampled ``ic``/``co`` and gives q(z_t) = N(μ_t, σ_t²) (mean field over
-    steps given those).
+    Both levels read the AR(1) innovation F_t − (1 − dt/τ) F_{t−1} of the fluorescence (missing
+    frames read as 0; :meth:`~pyro_circuits.models.calcium.CalciumFluorescence.innovation`, where
+    a spike shows as a step of α against noise σ√2). Dynamics level: an :class:`LFADSEncoder` of
+    the model reads the innovation and samples ``ic`` and ``co`` (reading the raw fluorescence,
+    LFADS fitted to the true spikes reached rates R² 0.43 instead of 0.85; ``docs/calcium.md``).
+    Spike level: a bidirectional GRU reads the fluorescence beside its innovation; a controller
+    GRU reads its outputs with the factors f_t generated from the sampled ``ic``/``co`` (as
+    :meth:`CalciumLFADS.spike_level_factors` gives them) and gives q(z_t) = N(μ_t, σ_t²) (mean
+    field over steps given those).
 
     Arguments:
         model: the CalciumLFADS model (shared, not copied).
@@ -69,16 +71,17 @@ class LadderEncoder(PyroModule):
     def forward(self, fluorescence, inputs=None, *, n_trials=None, cd_mask=None):
         model = self.model
         model.check_data(fluorescence, inputs)
-        latents = poutine.trace(self.deep).get_trace(fluorescence, inputs, n_trials=n_trials).nodes
         x = torch.nan_to_num(fluorescence, nan=0.0)
+        innovation = model.observation.innovation(x)
+        latents = poutine.trace(self.deep).get_trace(innovation, inputs, n_trials=n_trials).nodes
         ic = latents["ic"]["value"]
         co = latents["co"]["value"] if model.co_dim else None
         n_batch, n_steps, _ = x.shape
         factors = model.factors(ic, co, inputs, n_steps)
         model.remember(ic, co, inputs, factors)  # the model replays these draws
-        evidence = torch.cat([x, model.observation.innovation(x)], -1)
-        features = self.encoder(evidence)[0].expand(*factors.shape[:-1], -1)
-        controls = torch.cat([features, factors], -1)
+        features = self.encoder(torch.cat([x, innovation], -1))[0]
+        features = features.expand(*factors.shape[:-1], -1)
+        controls = torch.cat([features, model.spike_level_factors(factors)], -1)
         h = self.controller(controls.flatten(0, -3))[0].reshape(*controls.shape[:-1], -1)
         loc, logvar = self.z_linear(h).chunk(2, -1)
         scale = torch.sqrt(torch.exp(logvar) + self.z_post_var_min)

@@ -6,7 +6,8 @@ rates λ_t) drives a spike-level latent ``z`` [time, z_dim] ~ N(0, I); spikes ar
 s_t = relu(exp(W [f_t, z_t] + b) - 1), tied to the rates by a relaxed Poisson term
 ``spikes_given_rates`` = w · Σ (s log(λ dt) - λ dt - log Γ(s + 1)); calcium and fluorescence
 follow :class:`~pyro_circuits.models.calcium.CalciumFluorescence`. The ELBO of this program
-with :class:`~pyro_circuits.guides.ladder.LadderEncoder` is the papers' loss.
+with :class:`~pyro_circuits.guides.ladder.LadderEncoder` is the papers' loss; by default the
+spike level reads the factors without passing gradient back into the deep model.
 :class:`GaussianCalciumLFADS` skips the spike level: the fluorescence is Gaussian with the mean
 and variance that Poisson spikes at the LFADS rates give through the AR(1) calcium.
 """
@@ -100,6 +101,12 @@ class CalciumLFADS(_FluorescenceLFADS):
     Arguments:
         n_neurons: imaged neurons. z_dim: spike-level latent size. spike_weight: weight w of
             the relaxed Poisson term. dt: frame interval in seconds (rates are in Hz).
+        train_deep_through_spikes: let the spike level's reads of the factors (the spike map
+            here, the z controller of :class:`~pyro_circuits.guides.ladder.LadderEncoder`)
+            pass gradient into the deep model. Off by default: then only the Poisson tie and
+            the deep KL train the deep model. On, the fluorescence term's gradient on the
+            generator is about 100 times the tie's and the deep level learns nothing
+            (``docs/calcium.md``).
         calcium: options of :class:`CalciumFluorescence` (``tau``, ``alpha``, ``beta``,
             ``sigma``, ``learn``). Other keyword arguments size the LFADS deep model.
 
@@ -127,6 +134,7 @@ class CalciumLFADS(_FluorescenceLFADS):
         *,
         z_dim: int = 64,
         spike_weight: float = 1.0,
+        train_deep_through_spikes: bool = False,
         dt: float = 0.01,
         calcium: dict | None = None,
         **lfads,
@@ -136,12 +144,17 @@ class CalciumLFADS(_FluorescenceLFADS):
         if spike_weight < 0:
             raise ValueError(f"spike_weight must be non-negative, got {spike_weight}")
         self.z_dim, self.spike_weight = z_dim, spike_weight
+        self.train_deep_through_spikes = train_deep_through_spikes
         self.spike_map = nn.Linear(self.fac_dim + z_dim, n_neurons)
 
     def deep_parameters(self) -> list[nn.Parameter]:
         """The LFADS deep model's parameters: all but the spike map and the calcium model."""
         observation = {id(p) for m in (self.spike_map, self.observation) for p in m.parameters()}
         return [p for p in self.parameters() if id(p) not in observation]
+
+    def spike_level_factors(self, factors: torch.Tensor) -> torch.Tensor:
+        """The factors as the spike level reads them: detached unless train_deep_through_spikes."""
+        return factors if self.train_deep_through_spikes else factors.detach()
 
     def spikes(self, factors: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """s_t = relu(exp(W [f_t, z_t] + b) - 1), non-negative and zero for W[f, z] + b ≤ 0."""
@@ -153,7 +166,8 @@ class CalciumLFADS(_FluorescenceLFADS):
             factors, rates = self._deep(fluorescence, inputs, cd_mask)
             z_prior = dist.Normal(factors.new_zeros(()), 1.0).expand([n_batch, n_steps, self.z_dim])
             z = pyro.sample("z", z_prior.to_event(2))
-            spikes = pyro.deterministic("spikes", self.spikes(factors, z), event_dim=2)
+            spikes = self.spikes(self.spike_level_factors(factors), z)
+            spikes = pyro.deterministic("spikes", spikes, event_dim=2)
             mean = rates * self.dt
             log_poisson = spikes * torch.log(mean) - mean - torch.lgamma(spikes + 1)
             pyro.factor("spikes_given_rates", self.spike_weight * log_poisson.sum((-1, -2)))

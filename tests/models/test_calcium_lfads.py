@@ -149,3 +149,40 @@ def test_gaussian_lfads_scores_fluorescence_by_its_moments():
     )
     losses = [record["loss"] for record in fit.history]
     assert all(map(math.isfinite, losses)) and sum(losses[-5:]) < sum(losses[:5])
+
+
+def _generator_gradients(model, guide, fluor):
+    guide_trace = poutine.trace(guide).get_trace(fluor)
+    trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(fluor)
+    trace.compute_log_prob()
+    weights = [model.generator.weight_hh_l0, model.factor_weight]
+    return {
+        term: torch.autograd.grad(
+            trace.nodes[term]["log_prob_sum"], weights, retain_graph=True, allow_unused=True
+        )
+        for term in ("fluorescence", "spikes_given_rates")
+    }
+
+
+@pytest.mark.parametrize("through_spikes", [False, True])
+def test_only_the_poisson_tie_trains_the_deep_model_by_default(through_spikes):
+    torch.manual_seed(0)
+    model = CalciumLFADS(4, train_deep_through_spikes=through_spikes, **SIZES)
+    _, fluor = fluorescence()
+    grads = _generator_gradients(model, LadderEncoder(model, **GUIDE), fluor)
+    tie = [g.abs().sum().item() for g in grads["spikes_given_rates"]]
+    fluorescence_term = [0.0 if g is None else g.abs().sum().item() for g in grads["fluorescence"]]
+    assert all(value > 0 for value in tie)
+    assert all((value > 0) == through_spikes for value in fluorescence_term)
+
+
+def test_the_dynamics_encoder_reads_the_innovation():
+    model = CalciumLFADS(4, **SIZES)
+    guide = LadderEncoder(model, **GUIDE)
+    _, fluor = fluorescence()
+    fluor[:, 3] = float("nan")
+    seen = []
+    guide.deep.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    guide(fluor)
+    expected = model.observation.innovation(torch.nan_to_num(fluor, nan=0.0))
+    torch.testing.assert_close(seen[0], expected)
