@@ -20,11 +20,10 @@ __all__ = ["LadderEncoder"]
 class LadderEncoder(PyroModule):
     """Guide for :class:`CalciumLFADS`: dynamics-level and spike-level encoders of fluorescence.
 
-    Both levels read the AR(1) innovation F_t − (1 − dt/τ) F_{t−1} of the fluorescence (missing
-    frames read as 0; :meth:`~pyro_circuits.models.calcium.CalciumFluorescence.innovation`, where
-    a spike shows as a step of α against noise σ√2). Dynamics level: an :class:`LFADSEncoder` of
-    the model reads the innovation and samples ``ic`` and ``co`` (reading the raw fluorescence,
-    LFADS fitted to the true spikes reached rates R² 0.43 instead of 0.85; ``docs/calcium.md``).
+    Both levels read the AR(1) innovation F_t − (1 − dt/τ) F_{t−1} of the fluorescence (the
+    model's ``encoder_input``; missing frames read as 0), where a spike shows as a step of α
+    against noise σ√2. Dynamics level: an :class:`LFADSEncoder` of the model reads it and
+    samples ``ic`` and ``co``.
     Spike level: a bidirectional GRU reads the fluorescence beside its innovation; a controller
     GRU reads its outputs with the factors f_t generated from the sampled ``ic``/``co`` (as
     :meth:`CalciumLFADS.spike_level_factors` gives them) and gives q(z_t) = N(μ_t, σ_t²) (mean
@@ -72,8 +71,8 @@ class LadderEncoder(PyroModule):
         model = self.model
         model.check_data(fluorescence, inputs)
         x = torch.nan_to_num(fluorescence, nan=0.0)
-        innovation = model.observation.innovation(x)
-        latents = poutine.trace(self.deep).get_trace(innovation, inputs, n_trials=n_trials).nodes
+        innovation = model.encoder_input(fluorescence)
+        latents = poutine.trace(self.deep).get_trace(fluorescence, inputs, n_trials=n_trials).nodes
         ic = latents["ic"]["value"]
         co = latents["co"]["value"] if model.co_dim else None
         n_batch, n_steps, _ = x.shape

@@ -36,7 +36,9 @@ def _bidirectional_gru(input_size: int, hidden_size: int) -> nn.GRU:
 class LFADSEncoder(PyroModule):
     """Guide for :class:`~pyro_circuits.models.LFADS`, with the model's signature and sites.
 
-    ``ic``: a bidirectional GRU reads the spikes; its final forward and backward states give the
+    The encoders read ``model.encoder_input(counts)``: the spikes for LFADS, the AR(1)
+    innovation of the fluorescence for the calcium models. ``ic``: a bidirectional GRU reads
+    them; its final forward and backward states give the
     mean and log-variance of q(ic) (scale sqrt(exp(logvar) + ic_post_var_min)). ``co`` (when the
     model infers inputs): a second bidirectional GRU's outputs, lagged by ``ci_lag`` steps (t - lag
     forward, t + lag backward), and the previous factors feed a controller GRU that gives
@@ -137,7 +139,7 @@ class LFADSEncoder(PyroModule):
     def forward(self, counts, inputs=None, *, n_trials=None, cd_mask=None):
         model = self.model
         model.check_data(counts, inputs)
-        x = torch.nan_to_num(counts, nan=0.0)  # missing frames (fluorescence models) read as 0
+        x = model.encoder_input(counts)
         x = x if cd_mask is None else x * cd_mask
         x = self.dropout(x[..., self.observed])
         n_batch, n_steps, _ = counts.shape

@@ -239,6 +239,10 @@ class LFADS(PyroModule):
                 f"got {tuple(inputs.shape)}"
             )
 
+    def encoder_input(self, counts: torch.Tensor) -> torch.Tensor:
+        """What the guide's encoders read of the data: the counts themselves here."""
+        return counts
+
     def sample_factors(self, n_batch: int, n_steps: int, inputs=None) -> torch.Tensor:
         """Sample ``ic`` (and ``co``) and record the ``factors`` site; inside the trials plate."""
         ic_prior = dist.Normal(self.ic_prior_mean, self.ic_prior_scale)

@@ -176,13 +176,19 @@ def test_only_the_poisson_tie_trains_the_deep_model_by_default(through_spikes):
     assert all((value > 0) == through_spikes for value in fluorescence_term)
 
 
-def test_the_dynamics_encoder_reads_the_innovation():
-    model = CalciumLFADS(4, **SIZES)
-    guide = LadderEncoder(model, **GUIDE)
+@pytest.mark.parametrize("ladder", [True, False], ids=["ladder", "gaussian_lfads"])
+def test_the_dynamics_encoder_reads_the_innovation(ladder):
+    if ladder:
+        model = CalciumLFADS(4, **SIZES)
+        guide = LadderEncoder(model, **GUIDE)
+        encoder = guide.deep
+    else:
+        model = GaussianCalciumLFADS(4, ic_dim=3, gen_dim=6, fac_dim=2)
+        guide = encoder = LFADSEncoder(model, enc_dim=5)
     _, fluor = fluorescence()
     fluor[:, 3] = float("nan")
     seen = []
-    guide.deep.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    encoder.ic_encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
     guide(fluor)
     expected = model.observation.innovation(torch.nan_to_num(fluor, nan=0.0))
     torch.testing.assert_close(seen[0], expected)
