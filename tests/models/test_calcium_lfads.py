@@ -192,3 +192,15 @@ def test_the_dynamics_encoder_reads_the_innovation(ladder):
     guide(fluor)
     expected = model.observation.innovation(torch.nan_to_num(fluor, nan=0.0))
     torch.testing.assert_close(seen[0], expected)
+
+
+def test_init_readout_starts_the_spike_map_at_the_mean_count():
+    spikes, fluor = fluorescence()
+    model = CalciumLFADS(4, **SIZES).init_readout(spikes)
+    factors, z = torch.randn(3, 20, SIZES["fac_dim"]), torch.randn(3, 20, SIZES["z_dim"])
+    expected = spikes.mean((0, 1)).expand(3, 20, 4)
+    torch.testing.assert_close(model.spikes(factors, z), expected)
+    trace = poutine.trace(model).get_trace(fluor)
+    loss = -trace.log_prob_sum()
+    loss.backward()
+    assert model.spike_map.weight.grad.abs().sum() > 0  # zero weights still learn
