@@ -151,7 +151,9 @@ def report() -> None:
         "",
         f"Regenerate: `{COMMAND} PART` for PART in {', '.join(PARTS)}, then `{COMMAND} report` "
         f"(`benchmarks/ladder_deep_level.py`). {first['machine']}. Lorenz, 400 training / 100 "
-        "validation trials, warm-up (and the ladder's hold and ramp) 300 steps, batch 64.",
+        "validation trials, warm-up (and the ladder's hold and ramp) 300 steps, batch 64. "
+        "Measured at commit 6a18156, before `CalciumLFADS.init_readout` started the spike map "
+        "at the mean count.",
         "",
         "LFADS scoring the true spikes, its encoder reading:",
         "",

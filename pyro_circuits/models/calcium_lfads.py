@@ -166,8 +166,8 @@ class CalciumLFADS(_FluorescenceLFADS):
         learns from there. With PyTorch's default initialisation the first spikes were several
         times too many, the fluorescence term drove the map below zero, where relu passes no
         gradient, and on the chaotic RNN the inferred spikes stayed near zero for hundreds of
-        steps (spikes R² −0.05 after 10 minutes of training against 0.50 with this start;
-        ``docs/calcium.md``).
+        steps (spikes R² −0.05 after 10 minutes of training against 0.50 with a start like
+        this one; ``docs/calcium.md``).
         """
         super().init_readout(spikes)
         with torch.no_grad():
