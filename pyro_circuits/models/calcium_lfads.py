@@ -163,10 +163,10 @@ class CalciumLFADS(_FluorescenceLFADS):
 
         The readout bias is the mean log rate (as in LFADS); the spike map's weights are zeroed
         and its bias set to log(1 + mean), so that s_t starts at the mean count for every z_t and
-        learns from there. From PyTorch's default initialisation, on the chaotic RNN the map
-        fell into relu's zero-gradient region: after 10 minutes of training 48 of 50 cells
-        emitted under a tenth of their true spikes (spikes R² −0.05, against 0.50 with a start
-        like this one; ``docs/calcium.md``).
+        learns from there, with the initial calcium at the data's level. It does not keep the
+        map out of relu's zero-gradient region: on the chaotic RNN, with this start as with
+        PyTorch's default, most cells emitted almost no spikes after 10 minutes of training
+        (``docs/calcium.md``).
         """
         super().init_readout(spikes)
         with torch.no_grad():
