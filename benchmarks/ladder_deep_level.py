@@ -55,13 +55,11 @@ class _SpikesModel(LFADS):
         super().check_data(spikes, inputs)
         return super().forward(spikes, inputs, **options)
 
-    def check_data(self, evidence, inputs=None) -> None:
-        check_counts(evidence, "evidence", integer=False)  # the spikes are checked in forward
+    def check_data(self, data, inputs=None) -> None:
+        check_counts(data, "data", integer=False)  # the spikes are checked in forward
 
-
-class _EvidenceEncoder(LFADSEncoder):
-    def forward(self, data, inputs=None, **options):
-        return super().forward(data[..., self.model.n_neurons :], inputs, **options)
+    def encoder_input(self, data):
+        return data[..., self.n_neurons :]
 
 
 def _data():
@@ -80,7 +78,7 @@ def encoder_input(name: str, epochs: int) -> dict:
     both = torch.cat([data.counts.float(), evidence], -1)
     torch.manual_seed(0)
     model = _SpikesModel(30, dt=data.dt, **DEEP).init_readout(data.counts[fit_idx])
-    guide = _EvidenceEncoder(model, enc_dim=64, dropout=0.05)
+    guide = LFADSEncoder(model, enc_dim=64, dropout=0.05)
     start = time.perf_counter()
     fit = train(
         model,
