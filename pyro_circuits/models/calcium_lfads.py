@@ -113,6 +113,11 @@ class CalciumLFADS(_FluorescenceLFADS):
             the deep KL train the deep model. On, the fluorescence term's gradient on the
             generator is about 100 times the tie's and the deep level learns nothing
             (``docs/calcium.md``).
+        straight_through: in the backward pass, treat the relu of the spike map as the
+            identity (a straight-through estimator), so that a cell whose W[f, z] + b fell
+            below zero still learns when the fluorescence asks for spikes. The forward value
+            is unchanged. On by default: with the exact relu gradient, most cells of the
+            chaotic RNN stopped spiking for good early in training (``docs/calcium.md``).
         calcium: options of :class:`CalciumFluorescence` (``tau``, ``alpha``, ``beta``,
             ``sigma``, ``learn``). Other keyword arguments size the LFADS deep model.
 
@@ -141,6 +146,7 @@ class CalciumLFADS(_FluorescenceLFADS):
         z_dim: int = 64,
         spike_weight: float = 1.0,
         train_deep_through_spikes: bool = False,
+        straight_through: bool = True,
         dt: float = 0.01,
         calcium: dict | None = None,
         **lfads,
@@ -151,6 +157,7 @@ class CalciumLFADS(_FluorescenceLFADS):
             raise ValueError(f"spike_weight must be non-negative, got {spike_weight}")
         self.z_dim, self.spike_weight = z_dim, spike_weight
         self.train_deep_through_spikes = train_deep_through_spikes
+        self.straight_through = straight_through
         self.spike_map = nn.Linear(self.fac_dim + z_dim, n_neurons)
 
     def deep_parameters(self) -> list[nn.Parameter]:
@@ -180,7 +187,10 @@ class CalciumLFADS(_FluorescenceLFADS):
 
     def spikes(self, factors: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """s_t = relu(exp(W [f_t, z_t] + b) - 1), non-negative and zero for W[f, z] + b ≤ 0."""
-        return torch.relu(torch.expm1(self.spike_map(torch.cat([factors, z], -1))))
+        value = torch.expm1(self.spike_map(torch.cat([factors, z], -1)))
+        if not self.straight_through:
+            return torch.relu(value)
+        return value + (torch.relu(value) - value).detach()
 
     def forward(self, fluorescence, inputs=None, *, n_trials=None, cd_mask=None):
         n_batch, n_steps, _ = fluorescence.shape

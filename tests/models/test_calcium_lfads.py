@@ -204,3 +204,17 @@ def test_init_readout_starts_the_spike_map_at_the_mean_count():
     loss = -trace.log_prob_sum()
     loss.backward()
     assert model.spike_map.weight.grad.abs().sum() > 0  # zero weights still learn
+
+
+@pytest.mark.parametrize("straight_through", [True, False])
+def test_spike_map_below_zero_learns_only_straight_through(straight_through):
+    model = CalciumLFADS(4, straight_through=straight_through, **SIZES)
+    with torch.no_grad():
+        model.spike_map.weight.zero_()
+        model.spike_map.bias.fill_(-1.0)  # exp(-1) - 1 < 0: every cell in relu's dead zone
+    factors, z = torch.randn(3, 20, SIZES["fac_dim"]), torch.randn(3, 20, SIZES["z_dim"])
+    spikes = model.spikes(factors, z)
+    assert torch.equal(spikes, torch.zeros_like(spikes))  # the forward value is the relu's
+    spikes.sum().backward()
+    expected = 3 * 20 * torch.exp(torch.tensor(-1.0)) if straight_through else 0.0
+    torch.testing.assert_close(model.spike_map.bias.grad, torch.full((4,), float(expected)))
