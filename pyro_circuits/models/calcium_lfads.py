@@ -171,9 +171,8 @@ class CalciumLFADS(_FluorescenceLFADS):
         The readout bias is the mean log rate (as in LFADS); the spike map's weights are zeroed
         and its bias set to log(1 + mean), so that s_t starts at the mean count for every z_t and
         learns from there, with the initial calcium at the data's level. It does not keep the
-        map out of relu's zero-gradient region: on the chaotic RNN, with this start as with
-        PyTorch's default, most cells emitted almost no spikes after 10 minutes of training
-        (``docs/calcium.md``).
+        map out of relu's zero-gradient region (``straight_through`` is what lets cells leave
+        it; ``docs/calcium.md``).
         """
         super().init_readout(spikes)
         with torch.no_grad():
