@@ -185,7 +185,10 @@ class CalciumLFADS(_FluorescenceLFADS):
         return factors if self.train_deep_through_spikes else factors.detach()
 
     def spikes(self, factors: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """s_t = relu(exp(W [f_t, z_t] + b) - 1), non-negative and zero for W[f, z] + b ≤ 0."""
+        """s_t = relu(exp(W [f_t, z_t] + b) - 1), non-negative and zero for W[f, z] + b ≤ 0.
+
+        With ``straight_through`` the value is the same but its gradient is that of exp(·) - 1.
+        """
         value = torch.expm1(self.spike_map(torch.cat([factors, z], -1)))
         if not self.straight_through:
             return torch.relu(value)
