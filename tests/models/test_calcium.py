@@ -210,3 +210,25 @@ def test_moments_match_poisson_spikes_through_the_calcium():
     calcium = model.calcium(draws)
     torch.testing.assert_close(calcium.mean(0), mean, rtol=0.02, atol=0.02)
     torch.testing.assert_close(calcium.var(0), variance, rtol=0.05, atol=0.01)
+
+
+def test_threshold_deconvolution_recovers_noiseless_spikes_exactly():
+    spikes = spike_trains()
+    calcium, fluor = fluorescence_from_spikes(spikes, dt=0.02, tau=0.3, alpha=1.5, sigma=0.0)
+    calcium_hat, spikes_hat = baselines_calcium.threshold_deconvolve(
+        fluor, dt=0.02, tau=0.3, alpha=1.5
+    )
+    torch.testing.assert_close(spikes_hat, spikes)
+    torch.testing.assert_close(calcium_hat, calcium)
+
+
+def test_threshold_deconvolution_errs_at_the_gaussian_tail_rate():
+    # Innovation noise has scale σ√(1 + d²) ≈ 0.28 for σ = 0.2, d = 0.975: a threshold at
+    # α/2 = 0.5 misses a spike, or adds one, with probability P(N(0, 1) > 0.5 / 0.28) ≈ 0.037.
+    spikes = (torch.rand(20, 200, 5, generator=torch.Generator().manual_seed(1)) < 0.05).float()
+    _, fluor = fluorescence_from_spikes(spikes, dt=0.01, tau=0.4, sigma=0.2, seed=2)
+    detected = baselines_calcium.threshold_deconvolve(fluor, dt=0.01, tau=0.4)[1] > 0
+    spiking = spikes > 0
+    miss = (~detected & spiking).sum() / spiking.sum()
+    false_alarm = (detected & ~spiking).sum() / (~spiking).sum()
+    assert 0.02 < miss < 0.06 and 0.02 < false_alarm < 0.06
