@@ -10,9 +10,9 @@ trials held back for early stopping) and is scored on the validation trials:
 * ``ladder``: CalciumLFADS + LadderEncoder on fluorescence, with the staged schedule and σ
   fixed at the recipe's 0.2 (the reference fixes σ² = 0.04; learned, σ grew to about 0.8);
   it trains for its whole budget and its learning-rate schedule and best-epoch restore watch
-  the training loss: its validation loss is almost all fluorescence and says nothing of the
-  deep level (watching it, the Lorenz ladder ended at rates R² 0.656 after 25 minutes; watching
-  the training loss, 0.849);
+  the training loss (the held-back trials go unused): its validation loss is almost all
+  fluorescence and says nothing of the deep level (watching it, the Lorenz ladder ended at
+  rates R² 0.656 after 25 minutes; watching the training loss, 0.849);
 * ``lfads_spikes``: LFADS on the true spikes (the upper bound);
 * ``gaussian_lfads``: GaussianCalciumLFADS on fluorescence (moment-matched rates → calcium);
 * ``oasis_lfads``: OASIS deconvolution, then LFADS on the inferred spikes (only when the
