@@ -84,8 +84,8 @@ class LadderEncoder(PyroModule):
         features = features.expand(*factors.shape[:-1], -1)
         controls = torch.cat([features, model.spike_level_factors(factors)], -1)
         h = self.controller(controls.flatten(0, -3))[0].reshape(*controls.shape[:-1], -1)
-        h = torch.cat([h, innovation.expand(*h.shape[:-1], -1)], -1)
-        loc, logvar = self.z_linear(h).chunk(2, -1)
+        direct = innovation.expand(*h.shape[:-1], -1)  # each cell's step, past the GRUs
+        loc, logvar = self.z_linear(torch.cat([h, direct], -1)).chunk(2, -1)
         scale = torch.sqrt(torch.exp(logvar) + self.z_post_var_min)
         subsample = torch.arange(n_batch, device=x.device)
         # The dynamics-level encoder recorded the trials plate's subsample site already.

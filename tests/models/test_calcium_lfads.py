@@ -218,3 +218,21 @@ def test_spike_map_below_zero_learns_only_straight_through(straight_through):
     spikes.sum().backward()
     expected = 3 * 20 * torch.exp(torch.tensor(-1.0)) if straight_through else 0.0
     torch.testing.assert_close(model.spike_map.bias.grad, torch.full((4,), float(expected)))
+
+
+def test_spike_posterior_reads_each_frames_innovation_past_the_grus():
+    model = CalciumLFADS(4, **SIZES)
+    guide = LadderEncoder(model, **GUIDE)
+    with torch.no_grad():  # GRUs with zero weights keep a zero state: only the direct path is left
+        for p in [*guide.encoder.parameters(), *guide.controller.parameters()]:
+            p.zero_()
+    _, fluor = fluorescence(trials=1)
+    bumped = fluor.clone()
+    bumped[0, 7, 2] += 1.0  # one spike's worth of fluorescence at frame 7 of cell 2
+
+    def loc(f):
+        return poutine.trace(guide).get_trace(f).nodes["z"]["fn"].base_dist.loc
+
+    changed = (loc(bumped) - loc(fluor)).abs().sum(-1)[0] > 0
+    # The innovation F_t − d F_{t−1} changes at frames 7 and 8 only.
+    assert changed.nonzero().flatten().tolist() == [7, 8]
