@@ -100,6 +100,11 @@ CONFIGS = {
 }
 
 
+def _now() -> str:
+    """The time of a run (UTC, minutes), as each row records it."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")
+
+
 def _fit(model, guide, observations, split, minutes, seed, patience=30, validate=True, **options):
     fit_idx, stop_idx = split
     return train(
@@ -167,7 +172,7 @@ def run(name: str, minutes: float, seed: int, warmup: int, methods=METHODS) -> d
             budget_minutes=minutes,
             warmup_steps=warmup,
             load_average=os.getloadavg()[1],
-            date=datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes"),
+            date=_now(),
         )
         result[method] = scores
 
@@ -241,7 +246,7 @@ def run(name: str, minutes: float, seed: int, warmup: int, methods=METHODS) -> d
         result["threshold"] = {
             "spikes_r2": metrics.r2_score(data.counts[valid], spikes_hat[valid]),
             "fluor_r2": metrics.r2_score(fluor[valid], calcium_hat[valid]),
-            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes"),
+            "date": _now(),
         }
     result["machine"] = machine()
     return result

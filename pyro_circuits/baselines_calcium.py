@@ -95,5 +95,5 @@ def threshold_deconvolve(
         fluorescence.shape[-1], dt=dt, tau=tau, alpha=alpha, learn=()
     ).to(fluorescence)
     innovation = observation.innovation(fluorescence.detach())
-    spikes = torch.where(innovation > alpha / 2, innovation / alpha, torch.zeros(()))
+    spikes = torch.where(innovation > alpha / 2, innovation / alpha, 0.0)
     return ar1_calcium(spikes, dt=dt, tau=tau, alpha=alpha), spikes
