@@ -359,9 +359,14 @@ def train(
             total += loss_of(valid_counts[idx], part, len(valid_counts)).item()
         return total
 
+    # With a wall-time budget the bar counts seconds: the epoch cap would show an ETA of hours.
+    timed = max_time is not None
     bar = tqdm(
-        total=max_epochs * n_batches,
-        initial=state["epoch"] * n_batches,
+        total=max_time if timed else max_epochs * n_batches,
+        initial=state["elapsed"] if timed else state["epoch"] * n_batches,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
+        if timed
+        else None,
         disable=not progress,
         desc="SVI",
         dynamic_ncols=True,
@@ -392,7 +397,7 @@ def train(
             optimizer.step()
             state["step"] += 1
             epoch_loss += loss.item() * len(idx) / n_trials
-            bar.update()
+            bar.update(min(time.perf_counter() - start, max_time) - bar.n if timed else 1)
             bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
         valid = validation_loss() if valid_counts is not None else None
         monitored = epoch_loss if valid is None else valid

@@ -96,6 +96,13 @@ def test_early_stopping_and_time_budget(data):
     assert len(fit.history) == 1
 
 
+def test_progress_bar_counts_seconds_under_a_time_budget(data, capsys):
+    model, guide = build()
+    train(model, guide, data.train.counts, max_epochs=10_000, batch_size=30, max_time=2.0)
+    bar = capsys.readouterr().err.split("\r")[-1]
+    assert "100%" in bar and "2/2 s" in bar  # not an ETA for 10,000 epochs
+
+
 def test_scale_latents_leaves_observations_alone():
     def program():
         pyro.sample("z", dist.Normal(0.0, 1.0))
