@@ -92,6 +92,8 @@ def test_bad_input_raises():
         CalciumLFADS(4, z_dim=0)
     with pytest.raises(TypeError, match="CalciumLFADS"):
         LadderEncoder(LFADS(4, ic_dim=3, gen_dim=6, fac_dim=2))
+    with pytest.raises(ValueError, match="step_dim"):
+        LadderEncoder(model, step_dim=0)
     assert isinstance(LFADSEncoder(model), LFADSEncoder)  # the deep encoder accepts it
 
 
