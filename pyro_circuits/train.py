@@ -440,6 +440,8 @@ def train(
             os.replace(path.with_suffix(".tmp"), path)
         if stop:
             break
+    if timed:  # the epoch's end, past the last batch, may have reached the budget
+        bar.update(min(state["elapsed"], max_time) - bar.n)
     bar.close()
     if state["best_params"] is not None:
         model.load_state_dict(state["best_params"][0])
