@@ -47,10 +47,12 @@ class _FluorescenceLFADS(LFADS):
         return self.set_readout_rate(spikes.mean((0, 1)))
 
     def encoder_input(self, fluorescence: torch.Tensor) -> torch.Tensor:
-        """The AR(1) innovation of the fluorescence (missing frames read as 0), where a spike is
-        a step: LFADS fitted to the true spikes, its encoder reading this, reached rates R²
-        0.85, reading the raw fluorescence 0.43 (``docs/calcium.md``)."""
-        return self.observation.innovation(torch.nan_to_num(fluorescence, nan=0.0))
+        """The AR(1) innovation of the fluorescence, where a spike is a step: LFADS fitted to the
+        true spikes, its encoder reading this, reached rates R² 0.85, reading the raw
+        fluorescence 0.43 (``docs/calcium.md``). It reads 0 at a missing frame and at the frame
+        after it (whose step is unknown; reading the gap as F = 0 made a step of the whole
+        fluorescence there, and the ladder's example diverged)."""
+        return torch.nan_to_num(self.observation.innovation(fluorescence), nan=0.0)
 
     def check_data(self, fluorescence, inputs=None) -> None:
         """As :meth:`LFADS.check_data` for real-valued data whose NaN entries are missing."""
