@@ -21,8 +21,8 @@ class LadderEncoder(PyroModule):
     """Guide for :class:`CalciumLFADS`: dynamics-level and spike-level encoders of fluorescence.
 
     Both levels read the AR(1) innovation F_t − (1 − dt/τ) F_{t−1} of the fluorescence (the
-    model's ``encoder_input``; 0 at a missing frame and the next), where a spike shows as a step of α
-    against noise σ√2. Dynamics level: an :class:`LFADSEncoder` of the model reads it and
+    model's ``encoder_input``; 0 at a missing frame and the next), where a spike shows as a
+    step of α against noise σ√2. Dynamics level: an :class:`LFADSEncoder` of the model reads it and
     samples ``ic`` and ``co``. Spike level: a bidirectional GRU reads the fluorescence beside
     its innovation; a controller GRU reads its outputs with the factors f_t generated from the
     sampled ``ic``/``co`` (as :meth:`CalciumLFADS.spike_level_factors` gives them), and a linear
