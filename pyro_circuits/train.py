@@ -371,6 +371,10 @@ def train(
         desc="SVI",
         dynamic_ncols=True,
     )
+
+    def show_time(seconds: float) -> None:
+        bar.update(min(seconds, max_time) - bar.n)
+
     start = time.perf_counter() - state["elapsed"]
     for epoch in range(state["epoch"], max_epochs):
         model.train()
@@ -397,7 +401,10 @@ def train(
             optimizer.step()
             state["step"] += 1
             epoch_loss += loss.item() * len(idx) / n_trials
-            bar.update(min(time.perf_counter() - start, max_time) - bar.n if timed else 1)
+            if timed:
+                show_time(time.perf_counter() - start)
+            else:
+                bar.update()
             bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
         valid = validation_loss() if valid_counts is not None else None
         monitored = epoch_loss if valid is None else valid
@@ -441,7 +448,7 @@ def train(
         if stop:
             break
     if timed:  # the epoch's end, past the last batch, may have reached the budget
-        bar.update(min(state["elapsed"], max_time) - bar.n)
+        show_time(state["elapsed"])
     bar.close()
     if state["best_params"] is not None:
         model.load_state_dict(state["best_params"][0])

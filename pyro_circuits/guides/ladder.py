@@ -22,8 +22,8 @@ class LadderEncoder(PyroModule):
 
     Both levels read the AR(1) innovation F_t − (1 − dt/τ) F_{t−1} of the fluorescence (the
     model's ``encoder_input``; 0 at a missing frame and the next), where a spike shows as a
-    step of α against noise σ√2. Dynamics level: an :class:`LFADSEncoder` of the model reads it and
-    samples ``ic`` and ``co``. Spike level: a bidirectional GRU reads the fluorescence beside
+    step of α against noise σ√2. Dynamics level: an :class:`LFADSEncoder` of the model reads
+    it and samples ``ic`` and ``co``. Spike level: a bidirectional GRU reads the fluorescence beside
     its innovation; a controller GRU reads its outputs with the factors f_t generated from the
     sampled ``ic``/``co`` (as :meth:`CalciumLFADS.spike_level_factors` gives them), and a linear
     map of its state beside the frame's step features gives q(z_t) = N(μ_t, σ_t²) (mean field
