@@ -5,12 +5,12 @@ ladder papers' recipe: network time constant 0.25 s and rates up to 10 Hz, "adju
 data more representative of firing rates and time scales observed in calcium imaging") the
 spike counts are turned into fluorescence with the papers' recipe (AR(1) calcium, τ = 0.4 s,
 α = 1, σ = 0.2, dt = 10 ms). Each model trains within a wall-time budget (10 % of the training
-trials held back for early stopping) and is scored on the validation trials:
+trials held back for early stopping, except by the ladder) and is scored on the validation trials:
 
 * ``ladder``: CalciumLFADS + LadderEncoder on fluorescence, with the staged schedule and σ
   fixed at the recipe's 0.2 (the reference fixes σ² = 0.04; learned, σ grew to about 0.8);
-  it trains for its whole budget and its learning-rate schedule and best-epoch restore watch
-  the training loss (the held-back trials go unused): its validation loss is almost all
+  it trains on all training trials for its whole budget and its learning-rate schedule and
+  best-epoch restore watch the training loss: its validation loss is almost all
   fluorescence and says nothing of the deep level (watching it, the Lorenz ladder ended at
   rates R² 0.656 after 25 minutes; watching the training loss, 0.849);
 * ``lfads_spikes``: LFADS on the true spikes (the upper bound);
@@ -69,7 +69,9 @@ PAPER = {
 CONFIGS = {
     "lorenz": dict(
         data=(lorenz, dict(n_neurons=30, seed=0)),
-        deep=dict(ic_dim=64, gen_dim=64, fac_dim=3, co_dim=0, dropout=0.05),
+        # The deep model of our LFADS Lorenz benchmark, not svlae.yaml's generator 64 / factors 3:
+        # in one 60-min run each it read latents 0.944 / rates 0.906 against 0.929 / 0.889.
+        deep=dict(ic_dim=64, gen_dim=128, fac_dim=8, co_dim=0, dropout=0.05),
         deep_guide=dict(enc_dim=64, dropout=0.05),
         ladder=dict(z_dim=64),
         ladder_guide=dict(enc_dim=32, con_dim=32),
@@ -105,13 +107,13 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")
 
 
-def _fit(model, guide, observations, split, minutes, seed, patience=30, validate=True, **options):
-    fit_idx, stop_idx = split
+def _fit(model, guide, observations, fit_idx, stop_idx, minutes, seed, patience=30, **options):
+    """Train on ``observations[fit_idx]``, early-stopping on ``stop_idx`` unless it is None."""
     return train(
         model,
         guide,
         observations[fit_idx],
-        valid_counts=observations[stop_idx] if validate else None,
+        valid_counts=None if stop_idx is None else observations[stop_idx],
         max_epochs=5000,
         max_time=60 * minutes,
         lr=1e-2,
@@ -186,12 +188,14 @@ def run(name: str, minutes: float, seed: int, warmup: int, methods=METHODS) -> d
             model,
             guide,
             fluor,
-            split,
+            # No early stopping (the validation loss is almost all fluorescence: blind to the deep
+            # level), so no trials are held back from training.
+            train_idx,
+            None,
             minutes,
             seed,
             staged=Staged(hold=warmup, ramp=warmup),
             patience=None,
-            validate=False,  # the validation loss is almost all fluorescence: blind to the deep level
             l2_scale=config["l2_scale"],
             **steps,
         )
@@ -205,7 +209,7 @@ def run(name: str, minutes: float, seed: int, warmup: int, methods=METHODS) -> d
             model,
             LFADSEncoder(model, **config["deep_guide"]),
             observations,
-            split,
+            *split,
             minutes,
             seed,
             l2_scale=config["l2_scale"],
