@@ -109,6 +109,8 @@ def initial_gaussian(space: ParameterSpace) -> Normal:
 
 def _fit_gaussian(q: SupportedFlow, target: Normal, config: EPIConfig, bar: tqdm) -> None:
     """Minimise KL(q ‖ target) (reverse KL), the reference's initialisation."""
+    if not config.init_iterations:
+        return
     optimizer = torch.optim.Adam(q.parameters(), lr=config.init_lr)
     for _ in range(config.init_iterations):
         theta, log_q = q.rsample_and_log_prob(config.batch_size)
@@ -167,6 +169,7 @@ def epi(
     model_kwargs: dict | None = None,
     flow: FlowConfig | None = None,
     config: EPIConfig | None = None,
+    init: Normal | None = None,
     seed: int | Sequence[int] = 0,
     progress: bool = True,
 ) -> EPIResult:
@@ -185,6 +188,9 @@ def epi(
         model_args, model_kwargs: fixed arguments of the model.
         flow: flow architecture; default :class:`FlowConfig`.
         config: optimisation hyper-parameters; default :class:`EPIConfig`.
+        init: the Gaussian over the parameters (in ``params`` order) that q is first fitted to;
+            default :func:`initial_gaussian`. The paper starts its STG run at the mean of
+            parameters accepted by rejection sampling, with unit variances.
         seed: random seed, or several seeds to run and select from.
         progress: show a tqdm progress bar.
 
@@ -205,7 +211,14 @@ def epi(
     seeds = [seed] if isinstance(seed, int) else list(seed)
     if not seeds:
         raise ValueError("seed must be an integer or a non-empty sequence of integers")
-    results = [_fit(program, prop, flow, config, s, progress) for s in seeds]
+    space = ParameterSpace(program.priors)
+    init = initial_gaussian(space) if init is None else init
+    if init.batch_shape != (space.dim,):
+        raise ValueError(
+            f"init must be a Normal of batch shape ({space.dim},), one per parameter in "
+            f"{program.params}; got batch shape {tuple(init.batch_shape)}"
+        )
+    results = [_fit(program, space, prop, flow, config, init, s, progress) for s in seeds]
     best = max(results, key=lambda r: (r.converged, r.selected_entropy))
     best.restarts = pd.DataFrame(
         [
@@ -223,15 +236,16 @@ def epi(
 
 def _fit(
     program: CircuitProgram,
+    space: ParameterSpace,
     prop: EmergentProperty,
     flow_config: FlowConfig,
     config: EPIConfig,
+    init: Normal,
     seed: int,
     progress: bool,
 ) -> EPIResult:
     pyro.set_rng_seed(seed)
     rng = np.random.default_rng(seed)
-    space = ParameterSpace(program.priors)
     q = SupportedFlow(space, flow_config, torch.Generator().manual_seed(seed))
     objective = _Objective(program, space, prop, config.standardize)
     m = len(prop.target)
@@ -241,7 +255,7 @@ def _fit(
     start, simulations = time.perf_counter(), 0
     total = config.init_iterations + config.epochs * config.iterations
     with tqdm(total=total, desc="EPI", disable=not progress, leave=False) as bar:
-        _fit_gaussian(q, initial_gaussian(space), config, bar)
+        _fit_gaussian(q, init, config, bar)
         test, norms, entropy = objective.test(q, config)
         history.append(_epoch_row(0, 0, simulations, entropy, test, c, eta, start, prop))
         optimizer = torch.optim.Adam(q.parameters(), lr=config.lr)

@@ -35,7 +35,12 @@ GAP = ((0, 0, 0, 0, 0), (0, 1, -1, 0, 0), (0, -1, 2, 0, -1), (0, 0, 0, 0, 0), (0
 # Synapses post ← pre: hub ← f1, s1 with g_synA; f1 ↔ f2 and s1 ↔ s2 with g_synB.
 SYN_A = ((0, 0, 0, 0, 0), (0, 0, 0, 0, 0), (1, 0, 0, 1, 0), (0, 0, 0, 0, 0), (0, 0, 0, 0, 0))
 SYN_B = ((0, 1, 0, 0, 0), (1, 0, 0, 0, 0), (0, 0, 0, 0, 0), (0, 0, 0, 0, 1), (0, 0, 0, 1, 0))
+# Every gate is a logistic curve of V, 0.5·(1 + tanh((V − centre)·slope)), so one tanh evaluates
+# M∞, N∞, H∞ = 1/(1 + e^((V+v5)/v6)), S∞ = 1/(1 + e^((v_th−V)/v9)) and τ_h's 1/(1 + e^((v7−V)/v8)).
+GATE_CENTRE = (V1, V3, -V5, V_TH, V7)
+GATE_SLOPE = (1 / V2, 1 / V4, -1 / (2 * V6), 1 / (2 * V9), 1 / (2 * V8))
 _CONSTANTS = {"g_ca": G_CA, "g_k": G_K, "g_h": G_H, "gap": GAP, "syn_a": SYN_A, "syn_b": SYN_B}
+_CONSTANTS |= {"gate_centre": GATE_CENTRE, "gate_slope": GATE_SLOPE}
 
 
 def hub_frequency(
@@ -61,6 +66,30 @@ def hub_frequency(
     modulus = torch.sqrt(real**2 + imag**2 + 1e-12)  # the offset keeps gradients finite at 0
     weights = torch.softmax(beta * modulus, dim=-1)
     return (weights * freqs).sum(-1)
+
+
+def _inward_current(v, n, h, g_el, g_syn_a, const):
+    """−I_total (nA) at state (V, N, H) and the gates, ``(..., 5, 5)``: M∞, N∞, H∞, S∞, σ_h."""
+    gates = 0.5 + 0.5 * torch.tanh((v[..., None] - const["gate_centre"]) * const["gate_slope"])
+    m_inf, _, _, s_inf, _ = gates.unbind(-1)
+    synapse = s_inf @ const["syn_b"] + g_syn_a * (s_inf @ const["syn_a"])
+    total = (
+        G_LEAK * (v - V_LEAK)
+        + const["g_ca"] * m_inf * (v - V_CA)
+        + const["g_k"] * n * (v - V_K)
+        + const["g_h"] * h * (v - V_H)
+        + g_el * (v @ const["gap"])
+        + synapse * (v - V_SYN)
+    )
+    return -total, gates
+
+
+def _update(v, n, h, current, gates, dt):
+    """One Euler step of (V, N, H) given the net current (nA) and the gates at V."""
+    _, n_inf, h_inf, _, sigma_h = gates.unbind(-1)
+    rate_n = PHI_N * torch.cosh((v - V3) / (2 * V4))
+    tau_h = (272 + 1499 * sigma_h) / 1000
+    return v + dt * current / C_M, n + dt * rate_n * (n_inf - n), h + dt * (h_inf - h) / tau_h
 
 
 class STG:
@@ -106,36 +135,24 @@ class STG:
         """Membrane potentials (V), shape ``(..., steps + 1, 5)``, for noise ``(..., steps, 5)``."""
         options = {"dtype": g_el.dtype, "device": g_el.device}
         const = {k: torch.tensor(v, **options) for k, v in _CONSTANTS.items()}
+        # Coupling as right-multiplications of row vectors: (V @ M)[post] = Σ_pre M[pre, post] V[pre].
+        const |= {
+            "gap": const["gap"].T,
+            "syn_a": const["syn_a"].T,
+            "syn_b": G_SYN_B * const["syn_b"].T,
+        }
         g_el, g_syn_a = g_el[..., None], g_syn_a[..., None]
         v, n, h = (torch.tensor(x, **options) for x in X0)
         history = [v.expand(*g_el.shape[:-1], 5)]
         for k in range(self.steps):
-            m_inf = 0.5 * (1 + torch.tanh((v - V1) / V2))
-            n_inf = 0.5 * (1 + torch.tanh((v - V3) / V4))
-            h_inf = 1 / (1 + torch.exp((v + V5) / V6))
-            s_inf = 1 / (1 + torch.exp((V_TH - v) / V9))
-            synapse = G_SYN_B * s_inf @ const["syn_b"].T + g_syn_a * (s_inf @ const["syn_a"].T)
-            total = (
-                G_LEAK * (v - V_LEAK)
-                + const["g_ca"] * m_inf * (v - V_CA)
-                + const["g_k"] * n * (v - V_K)
-                + const["g_h"] * h * (v - V_H)
-                + g_el * (v @ const["gap"].T)
-                + synapse * (v - V_SYN)
-            )
+            inward, gates = _inward_current(v, n, h, g_el, g_syn_a, const)
             current = perturb.site(
                 "current",
-                -total + SIGMA_I * xi[..., k, :],
+                inward + SIGMA_I * xi[..., k, :],
                 t=round(k * self.dt, 9),
                 populations=NEURONS,
             )
-            rate_n = PHI_N * torch.cosh((v - V3) / (2 * V4))
-            tau_h = (272 + 1499 / (1 + torch.exp((V7 - v) / V8))) / 1000
-            v, n, h = (
-                v + self.dt * current / C_M,
-                n + self.dt * rate_n * (n_inf - n),
-                h + self.dt * (h_inf - h) / tau_h,
-            )
+            v, n, h = _update(v, n, h, current, gates, self.dt)
             history.append(v)
         return torch.stack(history, dim=-2)
 

@@ -2,6 +2,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from torch.distributions import Normal
 
 from pyro_circuits import EmergentProperty, EPIConfig, EPIResult, FlowConfig, SimulationError, epi
 
@@ -67,6 +68,29 @@ def test_same_seed_same_result_and_save_load_round_trip(tmp_path):
         loaded.log_prob({"a": torch.zeros(1), "b": torch.zeros(1)}),
         first.log_prob(torch.zeros(1, 2)),
     )
+
+
+def test_no_gaussian_initialisation_starts_from_the_flow_as_built():
+    config = EPIConfig(batch_size=64, epochs=1, iterations=5, test_batches=10, init_iterations=0)
+    result = epi(identity_model, GAUSSIAN, config=config, flow=SMALL_FLOW, progress=False)
+    assert result.simulations == 5 * 64
+
+
+def test_initial_gaussian_can_be_given():
+    """q starts as the given Gaussian: its epoch-0 entropy is the Gaussian's, its draws sit there."""
+    config = EPIConfig(
+        batch_size=200, epochs=1, iterations=1, lr=1e-6, test_batches=10, init_iterations=400
+    )
+    start = Normal(torch.tensor([3.0, -3.0]), torch.tensor([0.5, 0.5]))
+    result = epi(
+        identity_model, GAUSSIAN, config=config, flow=SMALL_FLOW, init=start, progress=False
+    )
+    assert result.history["entropy"][0] == pytest.approx(start.entropy().sum().item(), abs=0.1)
+    draws = result.sample(2000, seed=0)
+    assert draws["a"].mean().item() == pytest.approx(3.0, abs=0.1)
+    assert draws["b"].std().item() == pytest.approx(0.5, abs=0.1)
+    with pytest.raises(ValueError, match="batch shape"):
+        epi(identity_model, GAUSSIAN, config=TINY, init=Normal(0.0, 1.0), progress=False)
 
 
 def test_several_seeds_keep_the_converged_run_of_greatest_entropy():
