@@ -11,8 +11,8 @@ Reproduces, at a CPU budget, items 1-2 of issue 6 (Bittner et al. 2021, Figures 
 
 Usage::
 
-    python -m benchmarks.circuits_epi stg      # ~15 min on one shared CPU thread
-    python -m benchmarks.circuits_epi sc       # ~20 min
+    python -m benchmarks.circuits_epi stg      # ~100 min on one CPU thread, the other core busy
+    python -m benchmarks.circuits_epi sc       # ~60 min
     python -m benchmarks.circuits_epi report
     python -m benchmarks.circuits_epi all --quick   # tiny smoke run of everything
 """
@@ -242,7 +242,7 @@ def budget_line(name: str, part: dict) -> str:
         f"{f['stages']} stages × {f['layers']}×{f['units']} units{trials}. Converged: "
         f"{part['converged']} (first converged epoch {part['first_converged_epoch']}, selected "
         f"{part['selected_epoch']}); {part['simulations']} simulations, "
-        f"{part['wall_time_s']:.0f} s."
+        f"{part['wall_time_s']:.0f} s, run {part['machine'].rsplit(', ', 1)[-1]}."
     )
 
 
