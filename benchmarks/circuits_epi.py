@@ -52,7 +52,7 @@ def settings(part: str, quick: bool) -> dict:
         )
         config |= dict(standardize=True, init_iterations=1000, chunk=4000)
         flow = dict(stages=3, layers=2, units=25)
-        rejection = dict(draws=4000, width=1.0)
+        rejection = dict(draws=4000, width=1.0, chunk=4000)  # one batch, as run on 2026-12-01
     else:
         config = dict(
             batch_size=100, epochs=10, iterations=2000, c0=1.0, beta=2.0, test_batch_size=25
