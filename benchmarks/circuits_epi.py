@@ -12,7 +12,7 @@ Reproduces, at a CPU budget, items 1-2 of issue 6 (Bittner et al. 2021, Figures 
 Usage::
 
     python -m benchmarks.circuits_epi stg      # ~100 min on one CPU thread, the other core busy
-    python -m benchmarks.circuits_epi sc       # ~45 min (stops at the first converged epoch)
+    python -m benchmarks.circuits_epi sc       # ~75 min
     python -m benchmarks.circuits_epi report
     python -m benchmarks.circuits_epi all --quick   # tiny smoke run of everything
 """
@@ -55,9 +55,9 @@ def settings(part: str, quick: bool) -> dict:
         rejection = dict(draws=4000, width=1.0, chunk=4000)  # one batch, as run on 2026-12-01
     else:
         config = dict(
-            batch_size=100, epochs=10, iterations=2000, c0=1.0, beta=2.0, test_batch_size=25
+            batch_size=100, epochs=5, iterations=2000, c0=1.0, beta=2.0, test_batch_size=25
         )
-        config |= dict(standardize=True, init_iterations=1000, chunk=1000, stop_early=True)
+        config |= dict(standardize=True, init_iterations=1000, chunk=1000)
         flow = dict(stages=3, layers=2, units=50)
         rejection = dict(draws=60_000, width=2.0)
     if quick:
