@@ -64,7 +64,7 @@ def settings(part: str, quick: bool) -> dict:
         config |= dict(epochs=1, iterations=5, init_iterations=5, test_batches=10)
         rejection["draws"] = 2000
     setup = {"config": config, "flow": flow, "rejection": rejection}
-    return setup | {"trials": 10 if quick else 200, "rejection_start": True}
+    return setup | {"trials": 10 if quick else 200}
 
 
 def prior_rejection(model, prop, draws: int, width: float, chunk: int = 1000):
@@ -72,15 +72,13 @@ def prior_rejection(model, prop, draws: int, width: float, chunk: int = 1000):
     target standard deviations of the target means, shape ``(kept, params)``, and the seconds
     it took."""
     program = CircuitProgram(model)
+    mean, sd = prop.mean_vector, prop.variance_vector.sqrt()
     kept, start = [], time.perf_counter()
-    for size in [chunk] * (draws // chunk) + [draws % chunk] * bool(draws % chunk):
+    for first in range(0, draws, chunk):
+        size = min(chunk, draws - first)
         values = {name: program.priors[name].sample((size,)) for name in program.params}
         with torch.no_grad():
-            stats = program.simulate(values)
-        inside = torch.ones(size, dtype=torch.bool)
-        for name, mean in prop.mean.items():
-            distance = (stats[name] - mean).abs().reshape(size, -1)
-            inside &= (distance < width * prop.variance[name] ** 0.5).all(-1)
+            inside = ((prop.flatten(program.simulate(values)) - mean).abs() < width * sd).all(-1)
         kept.append(torch.stack([values[name][inside] for name in program.params], -1))
     return torch.cat(kept), time.perf_counter() - start
 
@@ -196,10 +194,9 @@ def run_sc(quick: bool) -> dict:
     model = SuperiorColliculus(trials=setup["trials"])
     prop = SuperiorColliculus.rapid_task_switching()
     kept, rejection_seconds = prior_rejection(model, prop, **setup["rejection"])
-    start = rejection_start(kept) if setup["rejection_start"] else None
+    start = rejection_start(kept)
     result, out = fit(model, prop, setup, init=start)
-    if start is not None:
-        out["init_mean"] = dict(zip(PARAMS, start.loc.tolist(), strict=True))
+    out["init_mean"] = dict(zip(PARAMS, start.loc.tolist(), strict=True))
     program = CircuitProgram(model)
 
     modes = {}
@@ -266,24 +263,20 @@ def report() -> None:
     lines = ["## Mechanistic circuits: EPI on the STG and the superior colliculus", ""]
     lines += [f"Commands: {command}. Machine: {stg['machine']}. Budgets (paper's are far larger):"]
     lines += ["", budget_line("STG", stg), budget_line("SC", sc), ""]
-    if "init_mean" in stg:
-        start = stg["init_mean"]
-        lines += [
-            f"STG start, as the paper's: q is first fitted to a Gaussian at the mean of the "
-            f"uniform prior draws whose hub frequency lies within 0.025 Hz of 0.55 (g_el = "
-            f"{start['g_el']:.2f}, g_synA = {start['g_synA']:.2f} nS), unit standard deviations.",
-            "",
-        ]
-    if "init_mean" in sc:
-        start, s = sc["init_mean"], sc["sampling"]
-        lines += [
-            f"SC start, the same way: the mean of the {s['rejection_accepted']} of "
-            f"{s['rejection_tried']} uniform prior draws with both accuracies in 60–90 % (the "
-            "brute-force set timed below): "
-            + ", ".join(f"{k} = {v:.2f}" for k, v in start.items())
-            + ", unit standard deviations.",
-            "",
-        ]
+    stg_start, sc_start, s = stg["init_mean"], sc["init_mean"], sc["sampling"]
+    lines += [
+        f"STG start, as the paper's: q is first fitted to a Gaussian at the mean of the "
+        f"uniform prior draws whose hub frequency lies within 0.025 Hz of 0.55 (g_el = "
+        f"{stg_start['g_el']:.2f}, g_synA = {stg_start['g_synA']:.2f} nS), unit standard "
+        "deviations.",
+        "",
+        f"SC start, the same way: the mean of the {s['rejection_accepted']} of "
+        f"{s['rejection_tried']} uniform prior draws with both accuracies in 60–90 % (the "
+        "brute-force set timed below): "
+        + ", ".join(f"{k} = {v:.2f}" for k, v in sc_start.items())
+        + ", unit standard deviations.",
+        "",
+    ]
     lines += [STG_C0_NOTE, ""]
     lines += ["Constraint check of the selected distribution (100 batches of 50 draws):", ""]
     lines += ["| model | statistic | target mean | mean | target var | var | converged |"]
