@@ -15,6 +15,7 @@ Usage::
 
     python -m benchmarks.circuits_epi stg      # ~100 min on one CPU thread, the other core busy
     python -m benchmarks.circuits_epi sc --seed 0   # ~75 min; one run per flow seed
+    python -m benchmarks.circuits_epi sc-regimes    # the selected seed's modes, seconds
     python -m benchmarks.circuits_epi report
     python -m benchmarks.circuits_epi all --quick   # tiny smoke run of everything
 """
@@ -22,6 +23,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 
@@ -31,10 +33,13 @@ from torch.distributions import Normal
 from benchmarks._report import OUTPUT, ROOT, machine, update_section, write_json
 from pyro_circuits import perturb
 from pyro_circuits.epi import EPIConfig, FlowConfig, epi
+from pyro_circuits.epi.analysis import hessian_sensitivity
+from pyro_circuits.epi.flow import SupportedFlow
 from pyro_circuits.models import STG, SuperiorColliculus
 from pyro_circuits.models.stg import hub_frequency
 from pyro_circuits.models.superior_colliculus import PARAMS, POPULATIONS
 from pyro_circuits.sites import CircuitProgram
+from pyro_circuits.space import ParameterSpace
 
 FIGURE = ROOT / "docs" / "figures" / "circuits_stg_traces.png"
 PAPER_EIGENVALUES = (-10.7, -3.22)
@@ -181,6 +186,10 @@ def plot_stg_traces(model: STG, center: torch.Tensor, vectors: torch.Tensor) -> 
     fig.savefig(FIGURE, dpi=110)
 
 
+def sc_name(seed: int, quick: bool) -> str:
+    return f"circuits_sc_seed{seed}" + ("_quick" if quick else "")
+
+
 GAMMAS = tuple(round(0.5 + 0.025 * k, 3) for k in range(17))  # 0.5, 0.525, ..., 0.9
 EXPERIMENT_GAMMA, EXPERIMENT_ANTI_INCREASE = 0.675, 0.07  # Duan et al. 2021, paper Fig. 5B
 MODE_SW = tuple(1.0 - 0.25 * k for k in range(9))  # the paper's modes: sW = 1, 0.75, ..., -1
@@ -241,8 +250,7 @@ def run_sc(quick: bool, seed: int = 0) -> dict:
     """SC EPI with flow seed ``seed`` (the prior-rejection start is the same for every seed).
 
     The trained flow's state dict goes to ``circuits_sc_seed{seed}_q.pt`` beside the JSON, for
-    analyses without retraining: ``SupportedFlow(ParameterSpace(CircuitProgram(model).priors),
-    FlowConfig(**settings("sc", False)["flow"])).load_state_dict(torch.load(path))``."""
+    analyses without retraining (:func:`load_sc_flow`)."""
     torch.manual_seed(0)
     setup = settings("sc", quick)
     model = SuperiorColliculus(trials=setup["trials"])
@@ -250,7 +258,7 @@ def run_sc(quick: bool, seed: int = 0) -> dict:
     kept, rejection_seconds = prior_rejection(model, prop, **setup["rejection"])
     start = rejection_start(kept)
     result, out = fit(model, prop, setup, init=start, seed=seed)
-    torch.save(result.q.state_dict(), OUTPUT / f"circuits_sc_seed{seed}_q.pt")
+    torch.save(result.q.state_dict(), OUTPUT / f"{sc_name(seed, quick)}_q.pt")
     out["init_mean"] = dict(zip(PARAMS, start.loc.tolist(), strict=True))
     program = CircuitProgram(model)
 
@@ -279,6 +287,65 @@ def run_sc(quick: bool, seed: int = 0) -> dict:
         },
     }
     return out
+
+
+REGIME_STEPS = (-0.2, -0.1, 0.0, 0.1, 0.2)  # δ in z = z*(sW) + δ v1, paper Eq. 10
+REGIME_TRIALS = 1000  # per condition: accuracy sd ≈ 0.014
+
+
+def load_sc_flow(seed: int, quick: bool = False) -> SupportedFlow:
+    """The trained SC flow of ``seed``, from ``circuits_sc_seed{seed}_q.pt``."""
+    space = ParameterSpace(CircuitProgram(SuperiorColliculus()).priors)
+    q = SupportedFlow(space, FlowConfig(**settings("sc", quick)["flow"]))
+    q.load_state_dict(torch.load(OUTPUT / f"{sc_name(seed, quick)}_q.pt"))
+    return q
+
+
+def sc_runs(quick: bool = False) -> list[dict]:
+    paths = sorted(OUTPUT.glob("circuits_sc_seed*.json"))
+    runs = [json.loads(path.read_text()) for path in paths]
+    return [run for run in runs if run["quick"] == quick]
+
+
+def run_sc_regimes(quick: bool) -> dict:
+    """Paper Fig. 4C-D on the selected seed's saved flow: at each mode z*(sW) the most
+    sensitive Hessian eigenvector v1 (sign: negative hW element) and Pro / Anti accuracy at
+    z*(sW) + δ v1 for δ in :data:`REGIME_STEPS` (regime 1: Anti accuracy falls both ways;
+    regime 2: it rises with Pro accuracy)."""
+    sc = select_sc(sc_runs(quick))
+    q = load_sc_flow(sc["seed"], quick)
+    program = CircuitProgram(SuperiorColliculus(trials=REGIME_TRIALS))
+    steps = torch.tensor(REGIME_STEPS)
+    modes = {}
+    for label, mode in sc["modes_along_sW"].items():
+        centre = torch.tensor([mode[name] for name in PARAMS])
+        sensitivity = hessian_sensitivity(
+            lambda z: q.log_prob(z.unsqueeze(0))[0], centre, list(PARAMS)
+        )
+        v1 = sensitivity.eigenvectors[:, 0]
+        v1 = -v1 if v1[PARAMS.index("hW")] > 0 else v1
+        points = centre + steps[:, None] * v1
+        torch.manual_seed(0)
+        with torch.no_grad():
+            stats = program.simulate(dict(zip(PARAMS, points.T, strict=True)))
+        modes[label] = {
+            "eigenvalues": sensitivity.eigenvalues.tolist(),
+            "v1": v1.tolist(),
+            "pro_accuracy": stats["pro_accuracy"].tolist(),
+            "anti_accuracy": stats["anti_accuracy"].tolist(),
+            "inside_prior": bool((points.abs() <= 5).all()),
+        }
+    return {"seed": sc["seed"], "steps": list(REGIME_STEPS), "modes": modes}
+
+
+def anti_shape(anti: list[float]) -> str:
+    """How Anti accuracy changes along v1 about the mode: the paper's regime signatures."""
+    centre = len(anti) // 2
+    if anti[0] < anti[centre] > anti[-1]:
+        return "falls both ways (regime 1)"
+    if all(b >= a for a, b in itertools.pairwise(anti)):
+        return "rises (regime 2)"
+    return "neither"
 
 
 def fmt(x: float) -> str:
@@ -363,9 +430,15 @@ def plot_sc_silencing(sc: dict) -> None:
 
 def report() -> None:
     stg = json.loads((OUTPUT / "circuits_stg.json").read_text())
-    runs = [json.loads(path.read_text()) for path in sorted(OUTPUT.glob("circuits_sc_seed*.json"))]
-    sc = select_sc([run for run in runs if not run["quick"]])
-    command = "`python -m benchmarks.circuits_epi stg`, `... sc --seed N`, `... report`"
+    runs = sc_runs()
+    sc = select_sc(runs)
+    regimes = json.loads((OUTPUT / "circuits_sc_regimes.json").read_text())
+    if regimes["seed"] != sc["seed"]:
+        raise RuntimeError("circuits_sc_regimes.json is stale: run `... sc-regimes` first")
+    command = (
+        "`python -m benchmarks.circuits_epi stg`, `... sc --seed N` (N = 0..4), `... sc-regimes`, "
+        "`... report`"
+    )
     lines = ["## Mechanistic circuits: EPI on the STG and the superior colliculus", ""]
     lines += [f"Commands: {command}. Machine: {stg['machine']}. Budgets (paper's are far larger):"]
     lines += ["", budget_line("STG", stg), budget_line("SC", sc), ""]
@@ -424,7 +497,7 @@ def report() -> None:
         "| seed | epoch test | larger check | selected epoch | entropy (nats) | wall time (s) |",
         "|---|---|---|---|---|---|",
     ]
-    for run in sorted((r for r in runs if not r["quick"]), key=lambda r: r["seed"]):
+    for run in sorted(runs, key=lambda r: r["seed"]):
         lines.append(
             f"| {run['seed']} | {run['converged']} | {passes_check(run)} | "
             f"{run['selected_epoch']} | {run['selected_entropy']:.2f} | {run['wall_time_s']:.0f} |"
@@ -433,6 +506,26 @@ def report() -> None:
     lines += ["| sW | vW | dW | hW |", "|---|---|---|---|"]
     for s, m in sc["modes_along_sW"].items():
         lines.append(f"| {s} | {m['vW']:.2f} | {m['dW']:.2f} | {m['hW']:.2f} |")
+    steps = ", ".join(f"{d:+g}" for d in regimes["steps"])
+    lines += [
+        "",
+        "**SC regimes** (paper Fig. 4C-D): at each mode the most sensitive Hessian eigenvector",
+        f"v1 of log q (sign: negative hW element) and Pro / Anti accuracy ({REGIME_TRIALS} trials each) at",
+        f"z*(sW) + δ v1 for δ = {steps}. Paper: Pro accuracy rises along v1 in both regimes;",
+        "Anti accuracy falls in both directions in regime 1 and rises with Pro in regime 2.",
+        "",
+        "| sW | λ1 | v1 (sW, vW, dW, hW) | Pro accuracy | Anti accuracy | Anti along v1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s, m in regimes["modes"].items():
+        v1 = ", ".join(f"{x:+.2f}" for x in m["v1"])
+        pro, anti = (
+            " / ".join(f"{x:.2f}" for x in m[k]) for k in ("pro_accuracy", "anti_accuracy")
+        )
+        shape = anti_shape(m["anti_accuracy"]) + (
+            "" if m["inside_prior"] else "; steps leave [−5, 5]"
+        )
+        lines.append(f"| {s} | {m['eigenvalues'][0]:.3g} | {v1} | {pro} | {anti} | {shape} |")
     base, closest = sc["baseline_error_mean"], sc["gamma_closest_to_experiment"]
     draws = sum(group["draws"] for group in sc["silencing_by_mode"].values())
     lines += [
@@ -489,17 +582,21 @@ def report() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["stg", "sc", "report", "all"])
+    parser.add_argument("part", choices=["stg", "sc", "sc-regimes", "report", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
     parser.add_argument("--seed", type=int, default=0, help="SC flow seed (one run per seed)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    suffix = "_quick" if args.quick else ""  # smoke runs never overwrite the recorded results
     if args.part in ("stg", "all"):
         out = run_stg(args.quick) | {"machine": machine(), "quick": args.quick}
-        print(f"wrote {write_json('circuits_stg', out)}")
+        print(f"wrote {write_json('circuits_stg' + suffix, out)}")
     if args.part in ("sc", "all"):
         out = run_sc(args.quick, args.seed) | {"machine": machine(), "quick": args.quick}
-        print(f"wrote {write_json(f'circuits_sc_seed{args.seed}', out)}")
+        print(f"wrote {write_json(sc_name(args.seed, args.quick), out)}")
+    if args.part in ("sc-regimes", "all"):
+        out = run_sc_regimes(args.quick)
+        print(f"wrote {write_json('circuits_sc_regimes' + suffix, out)}")
     if args.part in ("report", "all"):
         report()
 
