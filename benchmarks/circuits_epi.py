@@ -428,6 +428,20 @@ def plot_sc_silencing(sc: dict) -> None:
     fig.savefig(SC_FIGURE, dpi=110)
 
 
+def pooled(groups: list[dict], key: str) -> tuple[int, float, float]:
+    """Count, mean and standard error of the union of groups given by their ``draws``,
+    ``{key}_mean`` and ``{key}_se`` (groups of one draw, without an se, are left out)."""
+    groups = [g for g in groups if g["draws"] > 1]
+    n = sum(g["draws"] for g in groups)
+    mean = sum(g["draws"] * g[f"{key}_mean"] for g in groups) / n
+    squares = sum(
+        (g["draws"] - 1) * g["draws"] * g[f"{key}_se"] ** 2
+        + g["draws"] * (g[f"{key}_mean"] - mean) ** 2
+        for g in groups
+    )
+    return n, mean, (squares / (n - 1) / n) ** 0.5
+
+
 def report() -> None:
     stg = json.loads((OUTPUT / "circuits_stg.json").read_text())
     runs = sc_runs()
@@ -567,6 +581,21 @@ def report() -> None:
         ]
         cells.append(cell(group, "anti_0.85"))
         lines.append(f"| {label} | {group['draws']} | " + " | ".join(cells) + " |")
+    lines += ["", "Pooled by the regime test of each mode (table above):", ""]
+    for regime in ("falls both ways (regime 1)", "rises (regime 2)"):
+        labels = [
+            k for k, m in regimes["modes"].items() if anti_shape(m["anti_accuracy"]) == regime
+        ]
+        groups = [sc["silencing_by_mode"][k] for k in labels]
+        if sum(g["draws"] for g in groups if g["draws"] > 1) < 2:
+            continue
+        parts = []
+        for task, g in (("Pro", EXPERIMENT_GAMMA), ("Anti", EXPERIMENT_GAMMA), ("Anti", 0.85)):
+            n, mean, se = pooled(groups, f"{task.lower()}_{g}")
+            parts.append(f"Δ {task} error at γ {g} {mean:+.4f} ± {se:.4f}")
+        lines.append(
+            f"* modes sW {', '.join(labels)}, {regime}: {n} draws; " + "; ".join(parts) + "."
+        )
     plot_sc_silencing(sc)
     s = sc["sampling"]
     lines += [
