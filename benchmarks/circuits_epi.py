@@ -442,68 +442,9 @@ def pooled(groups: list[dict], key: str) -> tuple[int, float, float]:
     return n, mean, (squares / (n - 1) / n) ** 0.5
 
 
-def report() -> None:
-    stg = json.loads((OUTPUT / "circuits_stg.json").read_text())
-    runs = sc_runs()
-    sc = select_sc(runs)
-    regimes = json.loads((OUTPUT / "circuits_sc_regimes.json").read_text())
-    if regimes["seed"] != sc["seed"]:
-        raise RuntimeError("circuits_sc_regimes.json is stale: run `... sc-regimes` first")
-    command = (
-        "`python -m benchmarks.circuits_epi stg`, `... sc --seed N` (N = 0..4), `... sc-regimes`, "
-        "`... report`"
-    )
-    lines = ["## Mechanistic circuits: EPI on the STG and the superior colliculus", ""]
-    lines += [f"Commands: {command}. Machine: {stg['machine']}. Budgets (paper's are far larger):"]
-    lines += ["", budget_line("STG", stg), budget_line("SC", sc), ""]
-    stg_start, sc_start, s = stg["init_mean"], sc["init_mean"], sc["sampling"]
-    lines += [
-        f"STG start, as the paper's: q is first fitted to a Gaussian at the mean of the "
-        f"uniform prior draws whose hub frequency lies within 0.025 Hz of 0.55 (g_el = "
-        f"{stg_start['g_el']:.2f}, g_synA = {stg_start['g_synA']:.2f} nS), unit standard "
-        "deviations.",
-        "",
-        f"SC start, the same way: the mean of the {s['rejection_accepted']} of "
-        f"{s['rejection_tried']} uniform prior draws with both accuracies in 60–90 % (the "
-        "brute-force set timed below): "
-        + ", ".join(f"{k} = {v:.2f}" for k, v in sc_start.items())
-        + ", unit standard deviations.",
-        "",
-    ]
-    lines += [STG_C0_NOTE, ""]
-    lines += ["Constraint check of the selected distribution (100 batches of 50 draws):", ""]
-    lines += ["| model | statistic | target mean | mean | target var | var | converged |"]
-    lines += ["|---|---|---|---|---|---|---|"]
-    for name, part in (("STG", stg), ("SC", sc)):
-        for row in part["check"]:
-            cells = [
-                row["target mean"],
-                row["achieved mean"],
-                row["target var"],
-                row["achieved var"],
-            ]
-            cells = " | ".join(fmt(x) for x in cells)
-            lines.append(f"| {name} | {row['statistic']} | {cells} | {row['converged']} |")
-    ev, (v1, v2), mode = stg["hessian_eigenvalues"], stg["eigenvectors"], stg["mode"]
-    lines += [
-        "",
-        f"**STG Hessian of log q at the mode** (g_el = {mode['g_el']:.2f}, g_synA = "
-        f"{mode['g_synA']:.2f} nS): eigenvalues {ev[0]:.3g} and {ev[1]:.3g} (paper: "
-        f"{PAPER_EIGENVALUES[0]} and {PAPER_EIGENVALUES[1]}); v1 = {[round(x, 3) for x in v1]}, "
-        f"v2 = {[round(x, 3) for x in v2]} in (g_el, g_synA).",
-        "",
-        "Hub frequency (mean ± sd over 200 noise draws) after equal steps (nS) from the mode along",
-        "each eigenvector; traces in `docs/figures/circuits_stg_traces.png`:",
-        "",
-        "| step | g_el | g_synA | hub frequency (Hz) |",
-        "|---|---|---|---|",
-    ]
-    for label, row in stg["steps"].items():
-        freq = f"{row['hub_freq_mean']:.3f} ± {row['hub_freq_std']:.3f}"
-        if not (4 <= row["g_el"] <= 8 and 0.01 <= row["g_synA"] <= 4):
-            freq += " (outside the prior's support)"
-        lines.append(f"| {label} | {row['g_el']:.2f} | {row['g_synA']:.2f} | {freq} |")
-    lines += [
+def sc_structure_lines(sc: dict, runs: list[dict], regimes: dict) -> list[str]:
+    """Report lines: the seeds, the modes along sW and the regime test at each."""
+    lines = [
         "",
         "**SC seeds** (flow initialisations; the paper keeps the converged distribution of",
         f"greatest entropy across 5 seeds): the rest of this section is seed {sc['seed']}.",
@@ -540,9 +481,14 @@ def report() -> None:
             "" if m["inside_prior"] else "; steps leave [−5, 5]"
         )
         lines.append(f"| {s} | {m['eigenvalues'][0]:.3g} | {v1} | {pro} | {anti} | {shape} |")
+    return lines
+
+
+def sc_silencing_lines(sc: dict, regimes: dict) -> list[str]:
+    """Report lines: silencing across q, by mode and by regime; sampling speed; the figure."""
     base, closest = sc["baseline_error_mean"], sc["gamma_closest_to_experiment"]
     draws = sum(group["draws"] for group in sc["silencing_by_mode"].values())
-    lines += [
+    lines = [
         "",
         "**Delay-period silencing** (0.8–1.2 s, all four populations, x = (1 − γ)φ(u)) over",
         f"{draws} draws of q, each simulated with the same noise with and without silencing;",
@@ -606,6 +552,71 @@ def report() -> None:
         f"draw: {s['speedup']:.3g}× faster once q is trained (paper: ≈ 21,500×, per",
         "sample-per-mode). EPI's training time is excluded, as in the paper.",
     ]
+    return lines
+
+
+def report() -> None:
+    stg = json.loads((OUTPUT / "circuits_stg.json").read_text())
+    runs = sc_runs()
+    sc = select_sc(runs)
+    regimes = json.loads((OUTPUT / "circuits_sc_regimes.json").read_text())
+    if regimes["seed"] != sc["seed"]:
+        raise RuntimeError("circuits_sc_regimes.json is stale: run `... sc-regimes` first")
+    command = (
+        "`python -m benchmarks.circuits_epi stg`, `... sc --seed N` (N = 0..4), `... sc-regimes`, "
+        "`... report`"
+    )
+    lines = ["## Mechanistic circuits: EPI on the STG and the superior colliculus", ""]
+    lines += [f"Commands: {command}. Machine: {stg['machine']}. Budgets (paper's are far larger):"]
+    lines += ["", budget_line("STG", stg), budget_line("SC", sc), ""]
+    stg_start, sc_start, s = stg["init_mean"], sc["init_mean"], sc["sampling"]
+    lines += [
+        f"STG start, as the paper's: q is first fitted to a Gaussian at the mean of the "
+        f"uniform prior draws whose hub frequency lies within 0.025 Hz of 0.55 (g_el = "
+        f"{stg_start['g_el']:.2f}, g_synA = {stg_start['g_synA']:.2f} nS), unit standard "
+        "deviations.",
+        "",
+        f"SC start, the same way: the mean of the {s['rejection_accepted']} of "
+        f"{s['rejection_tried']} uniform prior draws with both accuracies in 60–90 % (the "
+        "brute-force set timed below): "
+        + ", ".join(f"{k} = {v:.2f}" for k, v in sc_start.items())
+        + ", unit standard deviations.",
+        "",
+    ]
+    lines += [STG_C0_NOTE, ""]
+    lines += ["Constraint check of the selected distribution (100 batches of 50 draws):", ""]
+    lines += ["| model | statistic | target mean | mean | target var | var | converged |"]
+    lines += ["|---|---|---|---|---|---|---|"]
+    for name, part in (("STG", stg), ("SC", sc)):
+        for row in part["check"]:
+            cells = [
+                row["target mean"],
+                row["achieved mean"],
+                row["target var"],
+                row["achieved var"],
+            ]
+            cells = " | ".join(fmt(x) for x in cells)
+            lines.append(f"| {name} | {row['statistic']} | {cells} | {row['converged']} |")
+    ev, (v1, v2), mode = stg["hessian_eigenvalues"], stg["eigenvectors"], stg["mode"]
+    lines += [
+        "",
+        f"**STG Hessian of log q at the mode** (g_el = {mode['g_el']:.2f}, g_synA = "
+        f"{mode['g_synA']:.2f} nS): eigenvalues {ev[0]:.3g} and {ev[1]:.3g} (paper: "
+        f"{PAPER_EIGENVALUES[0]} and {PAPER_EIGENVALUES[1]}); v1 = {[round(x, 3) for x in v1]}, "
+        f"v2 = {[round(x, 3) for x in v2]} in (g_el, g_synA).",
+        "",
+        "Hub frequency (mean ± sd over 200 noise draws) after equal steps (nS) from the mode along",
+        "each eigenvector; traces in `docs/figures/circuits_stg_traces.png`:",
+        "",
+        "| step | g_el | g_synA | hub frequency (Hz) |",
+        "|---|---|---|---|",
+    ]
+    for label, row in stg["steps"].items():
+        freq = f"{row['hub_freq_mean']:.3f} ± {row['hub_freq_std']:.3f}"
+        if not (4 <= row["g_el"] <= 8 and 0.01 <= row["g_synA"] <= 4):
+            freq += " (outside the prior's support)"
+        lines.append(f"| {label} | {row['g_el']:.2f} | {row['g_synA']:.2f} | {freq} |")
+    lines += sc_structure_lines(sc, runs, regimes) + sc_silencing_lines(sc, regimes)
     update_section("circuits", "\n".join(lines))
 
 
