@@ -449,13 +449,16 @@ def sc_structure_lines(sc: dict, runs: list[dict], regimes: dict) -> list[str]:
         "**SC seeds** (flow initialisations; the paper keeps the converged distribution of",
         f"greatest entropy across 5 seeds): the rest of this section is seed {sc['seed']}.",
         "",
-        "| seed | epoch test | larger check | selected epoch | entropy (nats) | wall time (s) |",
-        "|---|---|---|---|---|---|",
+        "| seed | epoch test | larger check | selected epoch | entropy (nats) | wall time (s) "
+        f"| Δ Anti error at γ {EXPERIMENT_GAMMA} | γ closest to +7 % |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in sorted(runs, key=lambda r: r["seed"]):
         lines.append(
             f"| {run['seed']} | {run['converged']} | {passes_check(run)} | "
-            f"{run['selected_epoch']} | {run['selected_entropy']:.2f} | {run['wall_time_s']:.0f} |"
+            f"{run['selected_epoch']} | {run['selected_entropy']:.2f} | {run['wall_time_s']:.0f} | "
+            f"{run['silencing'][str(EXPERIMENT_GAMMA)]['anti_error_increase_mean']:+.3f} | "
+            f"{run['gamma_closest_to_experiment']} |"
         )
     lines += ["", "**SC modes of q along sW** (sW held, other coordinates ascended):", ""]
     lines += ["| sW | vW | dW | hW |", "|---|---|---|---|"]
@@ -508,8 +511,7 @@ def sc_silencing_lines(sc: dict, regimes: dict) -> list[str]:
     lines += [
         "",
         "Error increase by the mode along sW each draw is closest to (paper Fig. 5C: at",
-        f"γ = {EXPERIMENT_GAMMA} regime 1, sW > 0, shows the Anti increase and regime 2 does "
-        "not), mean ± se:",
+        f"γ = {EXPERIMENT_GAMMA} regime 1 shows the Anti increase and regime 2 does not), mean ± se:",
         "",
         f"| closest mode sW | draws | Δ Pro at γ {EXPERIMENT_GAMMA} | Δ Anti at γ "
         f"{EXPERIMENT_GAMMA} | Δ Anti at γ 0.85 |",
@@ -563,7 +565,7 @@ def report() -> None:
     if regimes["seed"] != sc["seed"]:
         raise RuntimeError("circuits_sc_regimes.json is stale: run `... sc-regimes` first")
     command = (
-        "`python -m benchmarks.circuits_epi stg`, `... sc --seed N` (N = 0..4), `... sc-regimes`, "
+        "`python -m benchmarks.circuits_epi stg`, `... sc --seed N` (N = 0..3), `... sc-regimes`, "
         "`... report`"
     )
     lines = ["## Mechanistic circuits: EPI on the STG and the superior colliculus", ""]
