@@ -186,8 +186,13 @@ def plot_stg_traces(model: STG, center: torch.Tensor, vectors: torch.Tensor) -> 
     fig.savefig(FIGURE, dpi=110)
 
 
+def output_name(base: str, quick: bool) -> str:
+    """Smoke runs write ``*_quick`` files and never overwrite the recorded results."""
+    return base + ("_quick" if quick else "")
+
+
 def sc_name(seed: int, quick: bool) -> str:
-    return f"circuits_sc_seed{seed}" + ("_quick" if quick else "")
+    return output_name(f"circuits_sc_seed{seed}", quick)
 
 
 GAMMAS = tuple(round(0.5 + 0.025 * k, 3) for k in range(17))  # 0.5, 0.525, ..., 0.9
@@ -629,16 +634,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="SC flow seed (one run per seed)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    suffix = "_quick" if args.quick else ""  # smoke runs never overwrite the recorded results
     if args.part in ("stg", "all"):
         out = run_stg(args.quick) | {"machine": machine(), "quick": args.quick}
-        print(f"wrote {write_json('circuits_stg' + suffix, out)}")
+        print(f"wrote {write_json(output_name('circuits_stg', args.quick), out)}")
     if args.part in ("sc", "all"):
         out = run_sc(args.quick, args.seed) | {"machine": machine(), "quick": args.quick}
         print(f"wrote {write_json(sc_name(args.seed, args.quick), out)}")
     if args.part in ("sc-regimes", "all"):
         out = run_sc_regimes(args.quick)
-        print(f"wrote {write_json('circuits_sc_regimes' + suffix, out)}")
+        print(f"wrote {write_json(output_name('circuits_sc_regimes', args.quick), out)}")
     if args.part in ("report", "all"):
         report()
 
