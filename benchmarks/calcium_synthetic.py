@@ -78,6 +78,7 @@ CONFIGS = {
         ladder=dict(z_dim=64),
         ladder_guide=dict(enc_dim=32, con_dim=32),
         l2_scale=250.0,
+        cd_rate=0.0,
         batch_size=64,
     ),
     "chaotic_rnn": dict(
@@ -99,6 +100,7 @@ CONFIGS = {
         ladder=dict(z_dim=100),
         ladder_guide=dict(enc_dim=64, con_dim=64),
         l2_scale=2000.0,
+        cd_rate=0.0,
         batch_size=64,
     ),
 }
@@ -199,6 +201,7 @@ def run(name: str, minutes: float, seed: int, warmup: int, methods=METHODS) -> d
             staged=Staged(hold=warmup, ramp=warmup),
             patience=None,
             l2_scale=config["l2_scale"],
+            cd_rate=config["cd_rate"],
             **steps,
         )
         post_train, post_valid = posterior(fit, fluor)

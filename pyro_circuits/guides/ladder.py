@@ -82,7 +82,9 @@ class LadderEncoder(PyroModule):
         model.check_data(fluorescence, inputs)
         x = torch.nan_to_num(fluorescence, nan=0.0)
         innovation = model.encoder_input(fluorescence)
-        latents = poutine.trace(self.deep).get_trace(fluorescence, inputs, n_trials=n_trials).nodes
+        latents = poutine.trace(self.deep).get_trace(
+            fluorescence, inputs, n_trials=n_trials, cd_mask=cd_mask
+        ).nodes
         ic = latents["ic"]["value"]
         co = latents["co"]["value"] if model.co_dim else None
         n_batch, n_steps, _ = x.shape

@@ -60,12 +60,8 @@ class _FluorescenceLFADS(LFADS):
             fluorescence = torch.where(fluorescence.isnan(), 0.0, fluorescence)
         super().check_data(fluorescence, inputs)
 
-    def _deep(self, fluorescence, inputs, cd_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    def _deep(self, fluorescence, inputs) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample the deep model (inside the ``trials`` plate): factors and rates (Hz)."""
-        if cd_mask is not None:
-            raise ValueError(
-                f"{type(self).__name__} does not support coordinated dropout (cd_mask)"
-            )
         self.check_data(fluorescence, inputs)
         n_batch, n_steps, _ = fluorescence.shape
         factors = self.sample_factors(n_batch, n_steps, inputs)
@@ -94,8 +90,10 @@ class GaussianCalciumLFADS(_FluorescenceLFADS):
     """
 
     def forward(self, fluorescence, inputs=None, *, n_trials=None, cd_mask=None):
+        if cd_mask is not None:
+            raise ValueError(f"{type(self).__name__} does not support coordinated dropout")
         with self._trials(fluorescence, n_trials):
-            _, rates = self._deep(fluorescence, inputs, cd_mask)
+            _, rates = self._deep(fluorescence, inputs)
         mean, variance = self.observation.moments(rates * self.dt)
         with poutine.block(hide=["trials"]):  # the trials plate's subsample site is recorded
             return self.observation.observe(
@@ -122,6 +120,11 @@ class CalciumLFADS(_FluorescenceLFADS):
             chaotic RNN stopped spiking for good early in training (``docs/calcium.md``).
         calcium: options of :class:`CalciumFluorescence` (``tau``, ``alpha``, ``beta``,
             ``sigma``, ``learn``). Other keyword arguments size the LFADS deep model.
+
+    Coordinated dropout (``cd_mask``, as :func:`~pyro_circuits.train.train` passes it): the
+    dynamics-level encoder reads the innovation with the dropped entries zeroed, and only the
+    dropped entries' Poisson tie passes gradient into the deep model; the kept entries' tie
+    still pulls the spikes towards the rates, so the loss is the full ELBO.
 
     Sites: those of LFADS (``ic``, ``co``, ``factors``, ``rates``) and ``z`` in the ``trials``
     plate, deterministic ``spikes``, the factor ``spikes_given_rates``, then ``calcium`` and the
@@ -199,12 +202,14 @@ class CalciumLFADS(_FluorescenceLFADS):
     def forward(self, fluorescence, inputs=None, *, n_trials=None, cd_mask=None):
         n_batch, n_steps, _ = fluorescence.shape
         with self._trials(fluorescence, n_trials):
-            factors, rates = self._deep(fluorescence, inputs, cd_mask)
+            factors, rates = self._deep(fluorescence, inputs)
             z_prior = dist.Normal(factors.new_zeros(()), 1.0).expand([n_batch, n_steps, self.z_dim])
             z = pyro.sample("z", z_prior.to_event(2))
             spikes = self.spikes(self.spike_level_factors(factors), z)
             spikes = pyro.deterministic("spikes", spikes, event_dim=2)
             mean = rates * self.dt
+            if cd_mask is not None:  # the kept entries' tie trains the spike level only
+                mean = torch.where(cd_mask == 0, mean, mean.detach())
             log_poisson = spikes * torch.log(mean) - mean - torch.lgamma(spikes + 1)
             pyro.factor("spikes_given_rates", self.spike_weight * log_poisson.sum((-1, -2)))
         with poutine.block(hide=["trials"]):  # the trials plate's subsample site is recorded

@@ -82,8 +82,8 @@ def test_missing_frames_keep_the_elbo_finite():
 def test_bad_input_raises():
     model = CalciumLFADS(4, **SIZES)
     _, fluor = fluorescence()
-    with pytest.raises(ValueError, match="cd_mask"):
-        model(fluor, cd_mask=torch.zeros_like(fluor))
+    with pytest.raises(ValueError, match="coordinated dropout"):
+        GaussianCalciumLFADS(4, ic_dim=3, gen_dim=6, fac_dim=2)(fluor, cd_mask=torch.zeros_like(fluor))
     with pytest.raises(ValueError, match="neurons"):
         model(fluor[..., :3])
     with pytest.raises(ValueError, match="inf"):
@@ -95,6 +95,34 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="step_dim"):
         LadderEncoder(model, step_dim=0)
     assert isinstance(LFADSEncoder(model), LFADSEncoder)  # the deep encoder accepts it
+
+
+def test_coordinated_dropout_trains_the_deep_model_on_the_dropped_entries_only():
+    _, fluor = fluorescence()
+    model = CalciumLFADS(4, **SIZES)
+    guide = LadderEncoder(model, **GUIDE)
+    elbo = pyro.infer.Trace_ELBO()
+
+    def readout_grad_and_loss(cd_mask):
+        pyro.set_rng_seed(0)
+        loss = elbo.differentiable_loss(model, guide, fluor, cd_mask=cd_mask)
+        return torch.autograd.grad(loss, model.readout.weight)[0], loss
+
+    grad_none, loss_none = readout_grad_and_loss(None)
+    grad_dropped, loss_dropped = readout_grad_and_loss(torch.zeros_like(fluor))
+    grad_kept, loss_kept = readout_grad_and_loss(torch.ones_like(fluor))
+    # Only the Poisson tie reaches the readout: every entry dropped is the plain ELBO's gradient
+    # (the encoder reads zeros, so the draws differ, but the gradient is non-zero), every entry
+    # kept passes none; the loss stays the full ELBO either way.
+    assert grad_none.abs().sum() > 0 and grad_dropped.abs().sum() > 0
+    assert torch.equal(grad_kept, torch.zeros_like(grad_kept))
+    assert torch.isfinite(loss_kept) and torch.isfinite(loss_dropped)
+    pyro.set_rng_seed(0)
+    spikes_grad = torch.autograd.grad(
+        elbo.differentiable_loss(model, guide, fluor, cd_mask=torch.ones_like(fluor)),
+        model.spike_map.weight,
+    )[0]
+    assert spikes_grad.abs().sum() > 0  # the kept entries' tie still trains the spike level
 
 
 def test_staged_schedule_holds_the_deep_model_then_releases_it():
