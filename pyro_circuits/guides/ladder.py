@@ -31,13 +31,16 @@ class LadderEncoder(PyroModule):
     it from a small MLP shared by the cells, so that the map from a cell's step to its spike
     can be threshold-like rather than exp(linear). This direct path lets each cell's step reach
     z_t without squeezing through the GRUs: without it, on the chaotic RNN, spikes R² was 0.21
-    after 10 minutes, with the raw innovation alone 0.66 (``docs/calcium.md``).
+    after 10 minutes, with the raw innovation alone 0.66 (``docs/calcium.md``). With
+    ``stacked=True`` the dynamics level reads the spike-level encoder's outputs instead of the
+    innovation, as the paper stacks its dynamics encoder on the spike-level one.
 
     Arguments:
         model: the CalciumLFADS model (shared, not copied).
         enc_dim, con_dim: spike-level encoder and controller sizes.
         step_dim: features of each cell's innovation on the direct path (hidden width too).
         z_post_var_min: floor of the q(z_t) variance.
+        stacked: the dynamics level reads the spike-level encoder's outputs (no ``cd_mask`` then).
         **deep: options of the dynamics-level :class:`LFADSEncoder` (``enc_dim``, ``ci_dim``, ...).
 
     Example:
@@ -56,6 +59,7 @@ class LadderEncoder(PyroModule):
         con_dim: int = 32,
         step_dim: int = 8,
         z_post_var_min: float = 1e-4,
+        stacked: bool = False,
         deep: dict | None = None,
     ) -> None:
         super().__init__()
@@ -63,8 +67,9 @@ class LadderEncoder(PyroModule):
             raise TypeError(f"model must be a CalciumLFADS, got {type(model).__name__}")
         require_positive_ints(enc_dim=enc_dim, con_dim=con_dim, step_dim=step_dim)
         object.__setattr__(self, "model", model)  # shared, not a submodule: no duplicate params
-        self.z_post_var_min = z_post_var_min
-        self.deep = LFADSEncoder(model, **(deep or {}))
+        self.z_post_var_min, self.stacked = z_post_var_min, stacked
+        deep = dict(deep or {}, input_dim=2 * enc_dim) if stacked else deep or {}
+        self.deep = LFADSEncoder(model, **deep)
         self.encoder = _bidirectional_gru(2 * model.n_neurons, enc_dim)
         self.controller = init_gru(nn.GRU(2 * enc_dim + model.fac_dim, con_dim, batch_first=True))
         self.step_features = nn.Sequential(
@@ -81,16 +86,29 @@ class LadderEncoder(PyroModule):
         model = self.model
         model.check_data(fluorescence, inputs)
         x = torch.nan_to_num(fluorescence, nan=0.0)
+        if self.stacked and cd_mask is not None:
+            raise ValueError(
+                "a stacked LadderEncoder takes no cd_mask: its dynamics level reads "
+                "the spike-level encoder's outputs, not the masked innovation"
+            )
         innovation = model.encoder_input(fluorescence)
-        latents = poutine.trace(self.deep).get_trace(
-            fluorescence, inputs, n_trials=n_trials, cd_mask=cd_mask
-        ).nodes
+        features = self.encoder(torch.cat([x, innovation], -1))[0]
+        latents = (
+            poutine.trace(self.deep)
+            .get_trace(
+                fluorescence,
+                inputs,
+                n_trials=n_trials,
+                cd_mask=cd_mask,
+                encoded=features if self.stacked else None,
+            )
+            .nodes
+        )
         ic = latents["ic"]["value"]
         co = latents["co"]["value"] if model.co_dim else None
         n_batch, n_steps, _ = x.shape
         factors = model.factors(ic, co, inputs, n_steps)
         model.remember(ic, co, inputs, factors)  # the model replays these draws
-        features = self.encoder(torch.cat([x, innovation], -1))[0]
         features = features.expand(*factors.shape[:-1], -1)
         controls = torch.cat([features, model.spike_level_factors(factors)], -1)
         h = self.controller(controls.flatten(0, -3))[0].reshape(*controls.shape[:-1], -1)

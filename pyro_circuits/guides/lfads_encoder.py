@@ -50,6 +50,8 @@ class LFADSEncoder(PyroModule):
         enc_dim, ci_dim, con_dim: encoder, controller-input encoder and controller sizes.
         ci_lag: controller input lag in bins. dropout: on the encoder input and outputs.
         observed: neuron indices the encoder reads (default all; e.g. the held-in neurons).
+        input_dim: width of the features a caller passes as ``encoded`` to read instead of the
+            data (the ladder guide's stacked dynamics level); default: the observed neurons.
 
     Example:
         >>> model = LFADS(n_neurons=5, ic_dim=4, gen_dim=8, fac_dim=3, co_dim=1)
@@ -70,6 +72,7 @@ class LFADSEncoder(PyroModule):
         dropout: float = 0.0,
         ic_post_var_min: float = 1e-4,
         observed=None,
+        input_dim: int | None = None,
     ) -> None:
         super().__init__()
         if not all(hasattr(model, name) for name in _GENERATOR_API):
@@ -83,7 +86,7 @@ class LFADSEncoder(PyroModule):
         object.__setattr__(self, "model", model)  # shared, not a submodule: no duplicate params
         observed = torch.arange(model.n_neurons) if observed is None else torch.as_tensor(observed)
         self.register_buffer("observed", observed.long())
-        n_in = len(observed)
+        n_in = len(observed) if input_dim is None else input_dim
         self.ci_lag, self.ic_post_var_min = ci_lag, ic_post_var_min
         self.dropout = nn.Dropout(dropout)
         self.ic_encoder = _bidirectional_gru(n_in, enc_dim)
@@ -136,12 +139,15 @@ class LFADSEncoder(PyroModule):
             factors.reshape(*lead, *factors.shape[1:]),
         )
 
-    def forward(self, counts, inputs=None, *, n_trials=None, cd_mask=None):
+    def forward(self, counts, inputs=None, *, n_trials=None, cd_mask=None, encoded=None):
         model = self.model
         model.check_data(counts, inputs)
-        x = model.encoder_input(counts)
-        x = x if cd_mask is None else x * cd_mask
-        x = self.dropout(x[..., self.observed])
+        if encoded is None:
+            x = model.encoder_input(counts)
+            x = (x if cd_mask is None else x * cd_mask)[..., self.observed]
+        else:
+            x = encoded
+        x = self.dropout(x)
         n_batch, n_steps, _ = counts.shape
         subsample = torch.arange(n_batch, device=counts.device)
         with pyro.plate("trials", n_trials or n_batch, subsample=subsample, dim=-1):

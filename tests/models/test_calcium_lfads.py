@@ -83,7 +83,9 @@ def test_bad_input_raises():
     model = CalciumLFADS(4, **SIZES)
     _, fluor = fluorescence()
     with pytest.raises(ValueError, match="coordinated dropout"):
-        GaussianCalciumLFADS(4, ic_dim=3, gen_dim=6, fac_dim=2)(fluor, cd_mask=torch.zeros_like(fluor))
+        GaussianCalciumLFADS(4, ic_dim=3, gen_dim=6, fac_dim=2)(
+            fluor, cd_mask=torch.zeros_like(fluor)
+        )
     with pytest.raises(ValueError, match="neurons"):
         model(fluor[..., :3])
     with pytest.raises(ValueError, match="inf"):
@@ -223,6 +225,31 @@ def test_the_dynamics_encoder_reads_the_innovation(ladder):
     expected = model.observation.innovation(fluor)
     expected[:, 3:5] = 0.0  # the missing frame and the one after it, not the step from F = 0
     torch.testing.assert_close(seen[0], expected, rtol=0, atol=0)
+
+
+def test_a_stacked_dynamics_encoder_reads_the_spike_level_encoders_outputs():
+    model = CalciumLFADS(4, co_dim=1, **SIZES)
+    guide = LadderEncoder(model, stacked=True, **GUIDE)
+    unstacked = LadderEncoder(model, **GUIDE)
+    _, fluor = fluorescence()
+    outputs, seen = [], []
+    guide.encoder.register_forward_hook(lambda module, args, out: outputs.append(out[0]))
+    guide.deep.ic_encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    guide.deep.eval()  # no dropout between the two levels, so the inputs compare exactly
+    guide_trace = poutine.trace(guide).get_trace(fluor)
+    assert seen[0].shape == (8, 20, 2 * GUIDE["enc_dim"])
+    torch.testing.assert_close(seen[0], outputs[0], rtol=0, atol=0)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(fluor)
+    assert latent_sites(guide_trace) == latent_sites(model_trace)
+    # q(ic) now depends on the spike-level encoder; unstacked, it does not.
+    for stacked, trace in [(True, guide_trace), (False, poutine.trace(unstacked).get_trace(fluor))]:
+        ic = trace.nodes["ic"]
+        weight = (guide if stacked else unstacked).encoder.weight_ih_l0
+        log_q = ic["fn"].log_prob(ic["value"]).sum()
+        grad = torch.autograd.grad(log_q, weight, allow_unused=True)[0]
+        assert (grad is not None and grad.abs().sum() > 0) == stacked
+    with pytest.raises(ValueError, match="cd_mask"):
+        guide(fluor, cd_mask=torch.ones_like(fluor))
 
 
 def test_init_readout_starts_the_spike_map_at_the_mean_count():
