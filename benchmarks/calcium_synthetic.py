@@ -76,6 +76,7 @@ CONFIGS = {
         deep=dict(ic_dim=64, gen_dim=128, fac_dim=8, co_dim=0, dropout=0.05),
         deep_guide=dict(enc_dim=64, dropout=0.05),
         ladder=dict(z_dim=64),
+        # stacked=True (the paper's dynamics encoder over the spike-level one): 0.868 / 0.815.
         ladder_guide=dict(enc_dim=32, con_dim=32),
         # svlae.yaml's 250 and a 300-step warm-up read latents / rates 0.944 / 0.906 in 60 min;
         # 500 (the LFADS benchmark's) with --warmup 1500: 0.954 / 0.920 (docs/calcium.md).
