@@ -93,17 +93,14 @@ class LadderEncoder(PyroModule):
             )
         innovation = model.encoder_input(fluorescence)
         features = self.encoder(torch.cat([x, innovation], -1))[0]
-        latents = (
-            poutine.trace(self.deep)
-            .get_trace(
-                fluorescence,
-                inputs,
-                n_trials=n_trials,
-                cd_mask=cd_mask,
-                encoded=features if self.stacked else None,
-            )
-            .nodes
+        deep = poutine.trace(self.deep).get_trace(
+            fluorescence,
+            inputs,
+            n_trials=n_trials,
+            cd_mask=cd_mask,
+            encoded=features if self.stacked else None,
         )
+        latents = deep.nodes
         ic = latents["ic"]["value"]
         co = latents["co"]["value"] if model.co_dim else None
         n_batch, n_steps, _ = x.shape

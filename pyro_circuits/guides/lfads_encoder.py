@@ -87,7 +87,7 @@ class LFADSEncoder(PyroModule):
         observed = torch.arange(model.n_neurons) if observed is None else torch.as_tensor(observed)
         self.register_buffer("observed", observed.long())
         n_in = len(observed) if input_dim is None else input_dim
-        self.ci_lag, self.ic_post_var_min = ci_lag, ic_post_var_min
+        self.input_dim, self.ci_lag, self.ic_post_var_min = input_dim, ci_lag, ic_post_var_min
         self.dropout = nn.Dropout(dropout)
         self.ic_encoder = _bidirectional_gru(n_in, enc_dim)
         self.ic_linear = nn.Linear(2 * enc_dim, 2 * model.ic_dim)
@@ -142,6 +142,10 @@ class LFADSEncoder(PyroModule):
     def forward(self, counts, inputs=None, *, n_trials=None, cd_mask=None, encoded=None):
         model = self.model
         model.check_data(counts, inputs)
+        if (encoded is None) != (self.input_dim is None):
+            raise ValueError(
+                "pass `encoded` features exactly when the encoder was built with `input_dim`"
+            )
         if encoded is None:
             x = model.encoder_input(counts)
             x = (x if cd_mask is None else x * cd_mask)[..., self.observed]

@@ -250,6 +250,8 @@ def test_a_stacked_dynamics_encoder_reads_the_spike_level_encoders_outputs():
         assert (grad is not None and grad.abs().sum() > 0) == stacked
     with pytest.raises(ValueError, match="cd_mask"):
         guide(fluor, cd_mask=torch.ones_like(fluor))
+    with pytest.raises(ValueError, match="input_dim"):
+        guide.deep(fluor)  # built for the encoder's features, given none
 
 
 def test_init_readout_starts_the_spike_map_at_the_mean_count():
