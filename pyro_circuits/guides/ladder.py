@@ -67,7 +67,7 @@ class LadderEncoder(PyroModule):
             raise TypeError(f"model must be a CalciumLFADS, got {type(model).__name__}")
         require_positive_ints(enc_dim=enc_dim, con_dim=con_dim, step_dim=step_dim)
         object.__setattr__(self, "model", model)  # shared, not a submodule: no duplicate params
-        self.z_post_var_min, self.stacked = z_post_var_min, stacked
+        self.z_post_var_min = z_post_var_min
         deep = dict(deep or {}, input_dim=2 * enc_dim) if stacked else deep or {}
         self.deep = LFADSEncoder(model, **deep)
         self.encoder = _bidirectional_gru(2 * model.n_neurons, enc_dim)
@@ -86,21 +86,20 @@ class LadderEncoder(PyroModule):
         model = self.model
         model.check_data(fluorescence, inputs)
         x = torch.nan_to_num(fluorescence, nan=0.0)
-        if self.stacked and cd_mask is not None:
-            raise ValueError(
-                "a stacked LadderEncoder takes no cd_mask: its dynamics level reads "
-                "the spike-level encoder's outputs, not the masked innovation"
-            )
         innovation = model.encoder_input(fluorescence)
         features = self.encoder(torch.cat([x, innovation], -1))[0]
-        deep = poutine.trace(self.deep).get_trace(
-            fluorescence,
-            inputs,
-            n_trials=n_trials,
-            cd_mask=cd_mask,
-            encoded=features if self.stacked else None,
+        stacked = self.deep.input_dim is not None
+        latents = (
+            poutine.trace(self.deep)
+            .get_trace(
+                fluorescence,
+                inputs,
+                n_trials=n_trials,
+                cd_mask=cd_mask,
+                encoded=features if stacked else None,
+            )
+            .nodes
         )
-        latents = deep.nodes
         ic = latents["ic"]["value"]
         co = latents["co"]["value"] if model.co_dim else None
         n_batch, n_steps, _ = x.shape

@@ -146,6 +146,8 @@ class LFADSEncoder(PyroModule):
             raise ValueError(
                 "pass `encoded` features exactly when the encoder was built with `input_dim`"
             )
+        if encoded is not None and cd_mask is not None:
+            raise ValueError("cd_mask masks the data, which an encoder given `encoded` never reads")
         if encoded is None:
             x = model.encoder_input(counts)
             x = (x if cd_mask is None else x * cd_mask)[..., self.observed]
