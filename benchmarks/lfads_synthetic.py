@@ -57,7 +57,10 @@ CONFIGS = {
     ),
     "chaotic_rnn": dict(
         data=lambda: chaotic_rnn(g=2.5, input_magnitude=20.0, n_heldout=10, seed=5),
-        model=dict(ic_dim=64, gen_dim=100, fac_dim=20, co_dim=1, dropout=0.05),
+        # 40 factors, not the reference's 20: an exponential readout of 20 factors reaches
+        # rates R² 0.927 at best on these data, of 40, 0.996 (benchmarks/readout_ceiling.py);
+        # 20 factors read rates R² 0.788, co-bps 0.368 in 40 min. Sets seq2seq's latents too.
+        model=dict(ic_dim=64, gen_dim=100, fac_dim=40, co_dim=1, dropout=0.05),
         guide=dict(enc_dim=64, ci_dim=32, con_dim=32, dropout=0.05),
         train=dict(
             batch_size=128,
@@ -67,6 +70,9 @@ CONFIGS = {
             l2_warmup=600,
             cd_rate=0.3,
             patience=40,
+            # decay after 2 flat epochs, not 6: the rate anneals to 1e-3 within the budget
+            # (with 6 it ended at 4e-3: rates R² 0.818, co-bps 0.386 against 0.822, 0.387)
+            lr_patience=2,
         ),
         targets={"rates_r2": 0.85, "input_within_3_bins": 0.5},
         minutes=40.0,
@@ -284,8 +290,11 @@ def _markdown(results: list[dict]) -> str:
             f"{key} ≥ {bar}: {lfads[key]:.3f} → {'met' if lfads[key] >= bar else 'MISSED'}"
             for key, bar in r["targets"].items()
         ]
-        beats = all(lfads["co_bps"] > r[b]["co_bps"] for b in ("smoothing", "seq2seq"))
-        checks.append(f"LFADS beats both baselines on co-bps → {'met' if beats else 'MISSED'}")
+        baselines_co_bps = max(r[b]["co_bps"] for b in ("smoothing", "seq2seq"))
+        checks.append(
+            f"LFADS beats both baselines on co-bps: {lfads['co_bps']:.4f} vs "
+            f"{baselines_co_bps:.4f} → {'met' if lfads['co_bps'] > baselines_co_bps else 'MISSED'}"
+        )
         checks.append(
             f"training ≤ 45 min: {lfads['train_minutes']:.1f} min "
             f"({lfads['epochs']} epochs) → {'met' if lfads['train_minutes'] <= 45 else 'MISSED'}"

@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from scipy.special import gammaln
 
 from pyro_circuits.checks import positive_int
 
-__all__ = ["bits_per_spike", "co_bps", "fp_bps", "latent_r2", "r2_score"]
+__all__ = ["bits_per_spike", "co_bps", "exp_readout_fit", "fp_bps", "latent_r2", "r2_score"]
 
 
 def _array(name: str, x) -> np.ndarray:
@@ -123,3 +124,42 @@ def fp_bps(rates, counts, n_forward: int, dt: float) -> float:
     return bits_per_spike(
         _array("rates", rates)[:, -n_forward:], _array("counts", counts)[:, -n_forward:], dt
     )
+
+
+def exp_readout_fit(
+    rates, n_factors: int, steps: int = 3000, lr: float = 0.03, seed: int = 0
+) -> np.ndarray:
+    """The rates nearest ``rates`` of the form exp(F W + b), F with ``n_factors`` columns.
+
+    F is free for every trial and time step, so no dynamics or encoder limits the fit: its R²
+    against ``rates`` bounds the rates R² of any model whose rates are an exponential readout of
+    ``n_factors`` factors (LFADS's ``fac_dim``). Fitted by Adam on the Poisson deviance with
+    ``rates`` as the expected counts (scaled to mean 1).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> rates = np.exp(rng.normal(size=(8, 20, 2)) @ rng.normal(size=(2, 6)))
+        >>> r2_score(rates, exp_readout_fit(rates, 2, steps=1500)) > 0.99
+        True
+    """
+    positive_int("n_factors", n_factors)
+    positive_int("steps", steps)
+    rates = _array("rates", rates)
+    if (rates < 0).any():
+        raise ValueError("rates must be non-negative")
+    scale = rates.mean()
+    target = torch.as_tensor(rates.reshape(-1, rates.shape[-1]) / scale, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(seed)
+    factors = (0.1 * torch.randn(len(target), n_factors, generator=generator)).requires_grad_()
+    weights = (0.1 * torch.randn(n_factors, target.shape[1], generator=generator)).requires_grad_()
+    bias = torch.zeros(target.shape[1], requires_grad=True)
+    optimizer = torch.optim.Adam([factors, weights, bias], lr=lr)
+    for _ in range(steps):
+        log_rates = factors @ weights + bias
+        loss = (log_rates.exp() - target * log_rates).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        fitted = (factors @ weights + bias).exp().numpy()
+    return fitted.reshape(rates.shape) * scale

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from scipy.stats import poisson
 
-from pyro_circuits.metrics import bits_per_spike, co_bps, fp_bps, latent_r2, r2_score
+from pyro_circuits.metrics import (
+    bits_per_spike,
+    co_bps,
+    exp_readout_fit,
+    fp_bps,
+    latent_r2,
+    r2_score,
+)
 
 
 def test_r2_by_hand():
@@ -54,3 +61,12 @@ def test_co_bps_and_fp_bps_select_neurons_and_bins():
         co_bps(rates, counts, [], 0.1)
     with pytest.raises(ValueError, match="non-negative"):
         bits_per_spike(-rates, counts, 0.1)
+
+
+def test_exp_readout_fit_reaches_rates_of_its_rank_only():
+    rng = np.random.default_rng(2)
+    rates = np.exp(rng.normal(size=(8, 20, 3)) @ rng.normal(size=(3, 6)))
+    assert r2_score(rates, exp_readout_fit(rates, 3, steps=1500)) > 0.99
+    assert r2_score(rates, exp_readout_fit(rates, 1, steps=1500)) < 0.9
+    with pytest.raises(ValueError, match="non-negative"):
+        exp_readout_fit(-rates, 3)
