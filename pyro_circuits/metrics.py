@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from scipy.special import gammaln
 
-from pyro_circuits.checks import positive_int
+from pyro_circuits.checks import positive_int, require_positive_ints
 
 __all__ = ["bits_per_spike", "co_bps", "exp_readout_fit", "fp_bps", "latent_r2", "r2_score"]
 
@@ -133,8 +133,8 @@ def exp_readout_fit(
 
     F is free for every trial and time step, so no dynamics or encoder limits the fit: its R²
     against ``rates`` bounds the rates R² of any model whose rates are an exponential readout of
-    ``n_factors`` factors (LFADS's ``fac_dim``). Fitted by Adam on the Poisson deviance with
-    ``rates`` as the expected counts (scaled to mean 1).
+    ``n_factors`` factors (LFADS's ``fac_dim``). Fitted by Adam on the Poisson negative
+    log-likelihood with ``rates`` as the expected counts (scaled to mean 1).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -142,8 +142,7 @@ def exp_readout_fit(
         >>> r2_score(rates, exp_readout_fit(rates, 2, steps=1500)) > 0.99
         True
     """
-    positive_int("n_factors", n_factors)
-    positive_int("steps", steps)
+    require_positive_ints(n_factors=n_factors, steps=steps)
     rates = _array("rates", rates)
     if (rates < 0).any():
         raise ValueError("rates must be non-negative")
