@@ -22,7 +22,7 @@ from torch.distributions import constraints
 from pyro_circuits.checks import require_positive_ints
 from pyro_circuits.datasets.spike_data import check_counts
 
-__all__ = ["LFADS", "AR1Normal"]
+__all__ = ["LFADS", "AR1Normal", "AR1StudentT"]
 
 
 class AR1Normal(TorchDistribution):
@@ -55,8 +55,16 @@ class AR1Normal(TorchDistribution):
         shape = torch.Size(batch_shape) + self.alpha.shape[-1:]
         return AR1Normal(self.alpha.expand(shape), self.scale.expand(shape), self.n_steps)
 
+    def _noise(self, shape: torch.Size) -> torch.Tensor:
+        """Standardised innovations ε of the given shape."""
+        return torch.randn(shape, device=self.alpha.device)
+
+    def _density(self, loc, scale) -> dist.TorchDistribution:
+        """The law of one step given its conditional mean and scale."""
+        return dist.Normal(loc, scale)
+
     def rsample(self, sample_shape=()):
-        noise = torch.randn(self._extended_shape(sample_shape), device=self.alpha.device)
+        noise = self._noise(self._extended_shape(sample_shape))
         x = noise[..., 0, :] * self.stationary_scale
         steps = [x]
         for t in range(1, self.n_steps):
@@ -65,10 +73,43 @@ class AR1Normal(TorchDistribution):
         return torch.stack(steps, -2)
 
     def log_prob(self, value):
-        first = dist.Normal(0.0, self.stationary_scale).log_prob(value[..., 0, :])
+        first = self._density(0.0, self.stationary_scale).log_prob(value[..., 0, :])
         alpha, scale = self.alpha.unsqueeze(-2), self.scale.unsqueeze(-2)
-        rest = dist.Normal(alpha * value[..., :-1, :], scale).log_prob(value[..., 1:, :])
+        rest = self._density(alpha * value[..., :-1, :], scale).log_prob(value[..., 1:, :])
         return first.sum(-1) + rest.sum((-1, -2))
+
+
+class AR1StudentT(AR1Normal):
+    """AR(1) processes as :class:`AR1Normal` with Student-t innovations of ``df`` degrees of freedom.
+
+    Heavy tails make one large innovation cheaper than the same change spread over several
+    steps, so inferred inputs under this prior come as sparse pulses (the Gaussian prior's
+    quadratic cost favours spreading them). x_0 is Student-t with the stationary scale
+    σ/√(1 - α²), which gives it the stationary variance when ``df`` > 2.
+
+    Example:
+        >>> d = AR1StudentT(torch.tensor([0.9]), torch.tensor([0.1]), n_steps=5, df=2.0)
+        >>> d.log_prob(d.sample()).shape
+        torch.Size([])
+    """
+
+    def __init__(self, alpha, scale, n_steps: int, df: float, validate_args=None):
+        if df <= 0:
+            raise ValueError(f"df must be positive, got {df}")
+        self.df = float(df)
+        super().__init__(alpha, scale, n_steps, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape) + self.alpha.shape[-1:]
+        return AR1StudentT(
+            self.alpha.expand(shape), self.scale.expand(shape), self.n_steps, self.df
+        )
+
+    def _noise(self, shape: torch.Size) -> torch.Tensor:
+        return dist.StudentT(self.alpha.new_tensor(self.df)).expand(shape).rsample()
+
+    def _density(self, loc, scale) -> dist.TorchDistribution:
+        return dist.StudentT(self.df, loc, scale)
 
 
 def init_gru(module: nn.GRU | nn.GRUCell) -> nn.GRU | nn.GRUCell:
@@ -95,7 +136,9 @@ class LFADS(PyroModule):
         dt: bin width in seconds (rates are in Hz). likelihood: ``"poisson"`` or ``"gaussian"``.
         ic_prior_var: variance of the ic prior (its mean is learnt).
         co_tau, co_noise_var: initial AR(1) time constant (bins) and process variance of the
-            ``co`` prior; both are learnt. cell_clip: generator state clip. dropout: on factors.
+            ``co`` prior; both are learnt. co_prior_df: Student-t degrees of freedom of the
+            prior's innovations (:class:`AR1StudentT`, for pulse-like inputs); ``None`` (the
+            papers' choice): Gaussian. cell_clip: generator state clip. dropout: on factors.
 
     Sites (in the ``trials`` plate): ``ic`` [ic_dim], ``co`` [time, co_dim], deterministic
     ``factors`` and ``rates`` (Hz; the predicted mean for the Gaussian likelihood), and the
@@ -133,6 +176,7 @@ class LFADS(PyroModule):
         ic_prior_var: float = 0.1,
         co_tau: float = 10.0,
         co_noise_var: float = 0.1,
+        co_prior_df: float | None = None,
         cell_clip: float = 5.0,
         dropout: float = 0.0,
     ) -> None:
@@ -150,6 +194,9 @@ class LFADS(PyroModule):
         self.n_neurons, self.ic_dim, self.gen_dim = n_neurons, ic_dim, gen_dim
         self.fac_dim, self.co_dim, self.ext_dim = fac_dim, co_dim, ext_dim
         self.dt, self.likelihood, self.cell_clip = dt, likelihood, cell_clip
+        if co_prior_df is not None and co_prior_df <= 0:
+            raise ValueError(f"co_prior_df must be positive or None, got {co_prior_df}")
+        self.co_prior_df = co_prior_df
         self.ic_prior_mean = nn.Parameter(torch.zeros(ic_dim))
         self.register_buffer("ic_prior_scale", torch.full((ic_dim,), math.sqrt(ic_prior_var)))
         self.co_log_tau = nn.Parameter(torch.full((co_dim,), math.log(co_tau)))
@@ -224,7 +271,10 @@ class LFADS(PyroModule):
 
     def co_prior(self, n_steps: int) -> AR1Normal:
         alpha = torch.exp(-torch.exp(-self.co_log_tau))
-        return AR1Normal(alpha, torch.exp(self.co_log_noise_var / 2), n_steps)
+        scale = torch.exp(self.co_log_noise_var / 2)
+        if self.co_prior_df is None:
+            return AR1Normal(alpha, scale, n_steps)
+        return AR1StudentT(alpha, scale, n_steps, self.co_prior_df)
 
     def check_data(self, counts, inputs=None) -> None:
         """Raise a clear error for malformed ``counts`` or ``inputs``."""

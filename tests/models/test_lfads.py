@@ -7,7 +7,7 @@ from pyro import poutine
 
 from pyro_circuits.guides import LFADSEncoder
 from pyro_circuits.models import LFADS
-from pyro_circuits.models.lfads import AR1Normal
+from pyro_circuits.models.lfads import AR1Normal, AR1StudentT
 
 SIZES = dict(ic_dim=3, gen_dim=6, fac_dim=2)
 
@@ -75,6 +75,52 @@ def test_ar1_log_prob_matches_the_chain_rule():
         + normal(0.8 * x[1], 0.5).log_prob(x[2])
     ).sum()
     torch.testing.assert_close(AR1Normal(alpha, scale, 3).log_prob(x), expected)
+
+
+def test_student_t_ar1_log_prob_matches_the_chain_rule():
+    alpha, scale = torch.tensor([0.8]), torch.tensor([0.5])
+    x = torch.tensor([[0.3], [-0.2], [1.5]])
+    t = torch.distributions.StudentT
+    expected = (
+        t(3.0, 0, 0.5 / math.sqrt(1 - 0.64)).log_prob(x[0])
+        + t(3.0, 0.8 * x[0], 0.5).log_prob(x[1])
+        + t(3.0, 0.8 * x[1], 0.5).log_prob(x[2])
+    ).sum()
+    torch.testing.assert_close(AR1StudentT(alpha, scale, 3, df=3.0).log_prob(x), expected)
+
+
+def test_student_t_ar1_has_the_stationary_variance():
+    alpha, scale, df = torch.tensor([0.7]), torch.tensor([0.4]), 6.0
+    draws = AR1StudentT(alpha, scale, n_steps=4, df=df).expand([2]).sample((40000,))
+    expected = df / (df - 2) * scale**2 / (1 - alpha**2)
+    torch.testing.assert_close(draws.var(0), expected.expand(2, 4, 1), rtol=0.1, atol=0.0)
+
+
+def test_student_t_prior_prefers_one_pulse_to_the_same_input_spread_out():
+    alpha, scale = torch.tensor([0.01]), torch.tensor([0.25])
+    pulse = torch.zeros(8, 1)
+    pulse[4] = 3.0
+    spread = torch.zeros(8, 1)
+    spread[2:7] = 0.6
+    gaussian, student = AR1Normal(alpha, scale, 8), AR1StudentT(alpha, scale, 8, df=2.0)
+    assert gaussian.log_prob(spread) > gaussian.log_prob(pulse) + 10
+    assert student.log_prob(pulse) > student.log_prob(spread) + 2
+    with pytest.raises(ValueError, match="df"):
+        AR1StudentT(alpha, scale, 8, df=0.0)
+
+
+def test_lfads_takes_a_student_t_input_prior():
+    model = LFADS(5, co_dim=1, co_prior_df=2.0, **SIZES)
+    assert isinstance(model.co_prior(4), AR1StudentT)
+    guide = LFADSEncoder(model, enc_dim=4, ci_dim=4, con_dim=4)
+    x = counts()
+    guide_trace = poutine.trace(guide).get_trace(x)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    model_trace.compute_log_prob()
+    assert isinstance(model_trace.nodes["co"]["fn"], AR1StudentT)
+    assert torch.isfinite(model_trace.nodes["co"]["log_prob"]).all()
+    with pytest.raises(ValueError, match="co_prior_df"):
+        LFADS(5, co_dim=1, co_prior_df=-1.0, **SIZES)
 
 
 def test_co_prior_time_constant_and_variance_are_learnable():
