@@ -68,6 +68,7 @@ def chaotic_rnn(
     x0_std: float = 1.0,
     input_magnitude: float = 0.0,
     max_rate: float = 30.0,
+    normalise_per_trial: bool = True,
     train_fraction: float = 0.8,
     n_heldout: int = 0,
     seed: int = 5,
@@ -79,7 +80,8 @@ def chaotic_rnn(
     ``input_magnitude > 0`` each trial gets one pulse x_t += (dt/τ) B·input_magnitude
     (B ~ N(0, I)) at a uniform step in the middle half of the trial; ``inputs`` holds the pulse
     (magnitude at its bin, 0 elsewhere). Rates are tanh(x) min-max normalised per trial and
-    neuron, times ``max_rate`` Hz; ``latents`` is tanh(x). Defaults are the paper's datasets
+    neuron, times ``max_rate`` Hz (LFADS's recipe), or with ``normalise_per_trial=False``
+    ½·``max_rate``·(tanh(x) + 1) (the ladder papers' recipe); ``latents`` is tanh(x). Defaults are the paper's datasets
     (g = 2.5 and input_magnitude = 20 for ``chaotic_rnn_inputs_g2p5``).
 
     Example:
@@ -109,8 +111,11 @@ def chaotic_rnn(
             x = x + alpha * input_magnitude * np.outer(pulse_bin == t, input_weights)
         states[:, t] = x
     latents = np.tanh(states)
-    low, high = latents.min(1, keepdims=True), latents.max(1, keepdims=True)
-    rates = max_rate * (latents - low) / np.maximum(high - low, 1e-12)
+    if normalise_per_trial:
+        low, high = latents.min(1, keepdims=True), latents.max(1, keepdims=True)
+        rates = max_rate * (latents - low) / np.maximum(high - low, 1e-12)
+    else:
+        rates = 0.5 * max_rate * (latents + 1)
     inputs = None
     if input_magnitude > 0:
         inputs = np.zeros((n_total, n_bins, 1))

@@ -44,6 +44,18 @@ def test_chaotic_rnn_recipe():
     assert chaotic_rnn(4, 2, 8, 20).inputs is None
 
 
+def test_chaotic_rnn_ladder_rates_are_a_fixed_map_of_the_latents():
+    lfads = chaotic_rnn(4, 3, 10, 50, g=2.5, tau=0.25, max_rate=10.0, seed=2)
+    ladder = chaotic_rnn(
+        4, 3, 10, 50, g=2.5, tau=0.25, max_rate=10.0, seed=2, normalise_per_trial=False
+    )
+    torch.testing.assert_close(ladder.latents, lfads.latents)
+    torch.testing.assert_close(ladder.rates, 5.0 * (ladder.latents + 1))
+    # with τ = 0.25 s a 0.5-s trial leaves tanh(x) short of its full range, so the per-trial
+    # normalisation stretches the rates; the ladder map does not
+    assert (ladder.rates.amax(1) - ladder.rates.amin(1) < 9.9).any()
+
+
 def test_chaotic_rnn_weights_match_the_original_generator():
     # Sanity value of the TF generator: N = 50, seed 5 gives W[0, 0] = 0.06239899 (gain 1).
     assert np.random.RandomState(5).randn(50, 50)[0, 0] / np.sqrt(50) == pytest.approx(0.06239899)
