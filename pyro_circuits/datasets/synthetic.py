@@ -81,8 +81,9 @@ def chaotic_rnn(
     (B ~ N(0, I)) at a uniform step in the middle half of the trial; ``inputs`` holds the pulse
     (magnitude at its bin, 0 elsewhere). Rates are tanh(x) min-max normalised per trial and
     neuron, times ``max_rate`` Hz (LFADS's recipe), or with ``normalise_per_trial=False``
-    ½·``max_rate``·(tanh(x) + 1) (the ladder papers' recipe); ``latents`` is tanh(x). Defaults are the paper's datasets
-    (g = 2.5 and input_magnitude = 20 for ``chaotic_rnn_inputs_g2p5``).
+    ½·``max_rate``·(tanh(x) + 1) (the ladder papers' recipe); ``latents`` is tanh(x).
+    Defaults are the paper's datasets (g = 2.5 and input_magnitude = 20 for
+    ``chaotic_rnn_inputs_g2p5``).
 
     Example:
         >>> data = chaotic_rnn(n_conditions=4, n_trials=5, n_neurons=8, n_bins=20)
