@@ -49,22 +49,33 @@ def available() -> bool:
 
 
 def oasis_deconvolve(
-    fluorescence: torch.Tensor, *, dt: float = 0.01, tau: float = 0.4, penalty: int = 1
+    fluorescence: torch.Tensor,
+    *,
+    dt: float = 0.01,
+    tau: float = 0.4,
+    penalty: int = 1,
+    s_min: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Denoised calcium and inferred spikes, each [trials, time, neurons], trace by trace.
 
-    AR(1) OASIS with the decay fixed by ``tau`` (seconds) and ``dt`` (g = exp(-dt/τ));
-    ``penalty`` is OASIS's sparsity penalty (1: L1). NaN frames are not supported.
-    Raises ``ImportError`` when ``oasis-deconv`` is not installed (see :func:`available`).
+    AR(1) OASIS with the decay fixed by ``tau`` (seconds) and ``dt`` (g = exp(-dt/τ)). By
+    default it is noise-constrained, with the noise and baseline estimated from each trace and
+    ``penalty`` its sparsity penalty (1: L1). With ``s_min`` it is the ladder papers' "known
+    parameters" mode instead: no penalty, zero baseline, and no spike smaller than ``s_min``
+    (their recipe: 0.5, half a spike's amplitude). On 40 trials of the calcium benchmark's
+    Lorenz fluorescence (σ = 0.2) the spikes read R² 0.79 by default and 0.94 with
+    ``s_min=0.5``. NaN frames are not supported. Raises ``ImportError`` when ``oasis-deconv``
+    is not installed (see :func:`available`).
     """
     check_counts(fluorescence, "fluorescence", integer=False)
     if dt <= 0 or tau <= 0:
         raise ValueError(f"dt and tau must be positive, got {dt} and {tau}")
     deconvolve = _deconvolve_function()
+    mode = dict(penalty=penalty) if s_min is None else dict(penalty=None, s_min=s_min)
     traces = fluorescence.detach().cpu().double().numpy().transpose(0, 2, 1)
     calcium, spikes = np.empty_like(traces), np.empty_like(traces)
     for index in np.ndindex(traces.shape[:2]):
-        result = deconvolve(traces[index], tau_d=tau, framerate=1 / dt, penalty=penalty)
+        result = deconvolve(traces[index], tau_d=tau, framerate=1 / dt, **mode)
         calcium[index], spikes[index] = result[0], result[1]
 
     def back(x: np.ndarray) -> torch.Tensor:

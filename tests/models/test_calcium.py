@@ -9,7 +9,7 @@ import pytest
 import torch
 from pyro import poutine
 
-from pyro_circuits import baselines_calcium
+from pyro_circuits import baselines_calcium, metrics
 from pyro_circuits.models.calcium import (
     CalciumFluorescence,
     ar1_calcium,
@@ -182,8 +182,8 @@ def test_oasis_missing_is_reported_not_fatal(monkeypatch):
 def test_oasis_wrapper_runs_each_trace_when_present(monkeypatch):
     calls = []
 
-    def deconvolve(y, tau_d, framerate, penalty):
-        calls.append((y.shape, tau_d, framerate, penalty))
+    def deconvolve(y, tau_d, framerate, **mode):
+        calls.append((y.shape, tau_d, framerate, mode))
         return y + 1, y * 2, 0.0, math.exp(-1 / (tau_d * framerate)), 0.0
 
     fake = types.ModuleType("oasis.functions")
@@ -195,7 +195,19 @@ def test_oasis_wrapper_runs_each_trace_when_present(monkeypatch):
     calcium, spikes = baselines_calcium.oasis_deconvolve(fluor, dt=0.01, tau=0.4)
     torch.testing.assert_close(calcium, fluor + 1)
     torch.testing.assert_close(spikes, fluor * 2)
-    assert calls == [((7,), 0.4, 100.0, 1)] * 6
+    assert calls == [((7,), 0.4, 100.0, {"penalty": 1})] * 6
+    calls.clear()
+    baselines_calcium.oasis_deconvolve(fluor[:1], dt=0.01, tau=0.4, s_min=0.5)
+    assert calls == [((7,), 0.4, 100.0, {"penalty": None, "s_min": 0.5})] * 3
+
+
+def test_oasis_with_known_parameters_recovers_spikes_from_noisy_fluorescence():
+    """The papers' OASIS mode on σ = 0.2 fluorescence of Poisson spikes: R² above 0.85."""
+    pytest.importorskip("oasis.functions", reason="oasis-deconv (GPL, optional) not installed")
+    spikes = spike_trains(trials=20, steps=100, neurons=5)
+    _, fluor = fluorescence_from_spikes(spikes, dt=0.01, tau=0.4, alpha=1.0, sigma=0.2, seed=0)
+    _, inferred = baselines_calcium.oasis_deconvolve(fluor, dt=0.01, tau=0.4, s_min=0.5)
+    assert metrics.r2_score(spikes, inferred) > 0.85
 
 
 def test_moments_match_poisson_spikes_through_the_calcium():
