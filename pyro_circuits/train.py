@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from pyro_circuits.checks import require_positive_ints
 
-__all__ = ["SVIFit", "Staged", "scale_latents", "train"]
+__all__ = ["SVIFit", "Staged", "partial_elbo_loss", "scale_latents", "train"]
 
 
 class scale_latents(ScaleMessenger):
@@ -101,6 +101,37 @@ def _recurrent_l2(modules) -> torch.Tensor:
         return torch.zeros(())
     total = sum(w.numel() for w in weights.values())
     return sum(0.5 * w.pow(2).sum() for w in weights.values()) / total
+
+
+def partial_elbo_loss(model, guide, sites: Sequence[str], *args, **kwargs) -> torch.Tensor:
+    """-ELBO restricted to ``sites``: -(Σ log p − Σ log q) over those of them that the model
+    traces (the guide's draws replayed), from one guide draw; ``args`` and ``kwargs`` go to both.
+
+    For a model with two levels it scores one of them, e.g. a ladder model's deep level
+    (``("ic", "co", "spikes_given_rates")``), whose share of the full ELBO is small.
+
+    Example:
+        >>> def model(x):
+        ...     z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...     pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> def guide(x):
+        ...     pyro.sample("z", dist.Delta(torch.tensor(0.0)))
+        >>> round(partial_elbo_loss(model, guide, ["x"], torch.tensor(1.0)).item(), 4)  # -log N(1|0,1)
+        1.4189
+    """
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    wanted = lambda name, site: name in sites  # noqa: E731
+    model_trace.compute_log_prob(wanted)
+    guide_trace.compute_log_prob(wanted)
+    log_p = sum(site["log_prob_sum"] for site in _scored(model_trace, sites))
+    log_q = sum(site["log_prob_sum"] for site in _scored(guide_trace, sites))
+    return torch.as_tensor(log_q - log_p)
+
+
+def _scored(trace, sites):
+    """The sample sites of ``trace`` named in ``sites`` (the trials plate's subsample excluded)."""
+    return [s for n, s in trace.nodes.items() if n in sites and s["type"] == "sample"]
 
 
 def _check_batch(name, counts, inputs):
@@ -233,6 +264,7 @@ def train(
     *,
     valid_counts: torch.Tensor | None = None,
     valid_inputs: torch.Tensor | None = None,
+    valid_sites: Sequence[str] | None = None,
     batch_size: int = 128,
     max_epochs: int = 100,
     lr: float = 1e-2,
@@ -260,13 +292,15 @@ def train(
     ``kl_warmup`` steps, plus ``l2_scale`` · ramp(``l2_warmup``) · ½Σ‖W_hh‖²/Σnumel on the
     recurrent kernels. Adam with gradient-norm clipping; the learning rate is multiplied by
     ``lr_decay`` after ``lr_patience`` epochs without improvement of the monitored loss (the
-    validation ELBO when ``valid_counts`` is given, else the training loss); training stops early
+    validation ELBO when ``valid_counts`` is given, else the training loss; ``valid_sites`` restricts
+    the validation ELBO to the named sites, :func:`partial_elbo_loss`); training stops early
     after ``patience`` such epochs past the warm-up, or after ``max_time`` seconds, and the best
     parameters are restored. Coordinated dropout (``cd_rate``): the guide reads counts with a
     random fraction zeroed (the rest scaled by 1/(1 - cd_rate)) and the likelihood scores only
     the zeroed entries. ``staged`` applies the ladder models' schedule (:class:`Staged`) instead
     of ``l2_warmup`` for the L2 penalty. With ``checkpoint`` the full state is saved after every epoch and an
-    existing checkpoint is resumed. ``elbo`` defaults to ``Trace_ELBO()``.
+    existing checkpoint is resumed. ``elbo`` defaults to ``Trace_ELBO()``. Each history record
+    has ``best`` True when its epoch became the one to restore.
 
     Example:
         >>> from pyro_circuits.models import LFADS
@@ -280,6 +314,8 @@ def train(
     _check_batch("counts", counts, inputs)
     if valid_counts is not None:
         _check_batch("valid_counts", valid_counts, valid_inputs)
+    elif valid_sites is not None:
+        raise ValueError("valid_sites needs valid_counts")
     require_positive_ints(batch_size=batch_size, max_epochs=max_epochs)
     if not 0 <= cd_rate < 1:
         raise ValueError(f"cd_rate must be in [0, 1), got {cd_rate}")
@@ -356,7 +392,13 @@ def train(
         total = 0.0
         for idx in torch.arange(len(valid_counts), device=device).split(batch_size):
             part = None if valid_inputs is None else valid_inputs[idx]
-            total += loss_of(valid_counts[idx], part, len(valid_counts)).item()
+            if valid_sites is None:
+                total += loss_of(valid_counts[idx], part, len(valid_counts)).item()
+            else:
+                loss = partial_elbo_loss(
+                    model, guide, valid_sites, valid_counts[idx], part, n_trials=len(valid_counts)
+                )
+                total += loss.item() / len(valid_counts)
         return total
 
     # With a wall-time budget the bar counts seconds: the epoch cap would show an ETA of hours.
@@ -426,8 +468,9 @@ def train(
             lr=f"{record['lr']:.2g}",
         )
         stop = False
+        record["best"] = state["step"] >= burn_in and monitored < state["best"]
         if state["step"] >= burn_in:
-            if monitored < state["best"]:
+            if record["best"]:
                 state["best"], state["stale"] = monitored, 0
                 state["best_params"] = copy.deepcopy((model.state_dict(), guide.state_dict()))
             else:

@@ -8,7 +8,7 @@ from pyro import poutine
 from pyro_circuits.datasets import lorenz
 from pyro_circuits.guides import LFADSEncoder
 from pyro_circuits.models import LFADS
-from pyro_circuits.train import SVIFit, scale_latents, train
+from pyro_circuits.train import SVIFit, partial_elbo_loss, scale_latents, train
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,8 @@ def test_elbo_decreases_on_a_tiny_dataset(data):
     )
     valid = [h["valid_loss"] for h in fit.history]
     assert min(valid[-5:]) < valid[0] - 0.05 * abs(valid[0])
+    running_minima = [v < min(valid[:i], default=float("inf")) for i, v in enumerate(valid)]
+    assert [h["best"] for h in fit.history] == running_minima  # no warm-up: every epoch counts
 
 
 def test_same_seed_same_fit(data):
@@ -96,6 +98,42 @@ def test_early_stopping_and_time_budget(data):
     assert len(fit.history) == 1
 
 
+def test_partial_elbo_loss_splits_the_elbo_by_site(data):
+    model, guide = build(co_dim=1)
+    counts = data.train.counts[:7]
+    args = (model, guide)
+    kwargs = dict(n_trials=29)  # a subsampled batch: every site carries the plate's scale
+
+    def seeded(loss_fn, *extra):
+        pyro.set_rng_seed(5)
+        return loss_fn(*args, *extra, counts, None, **kwargs)
+
+    elbo = seeded(pyro.infer.Trace_ELBO().differentiable_loss)
+    deep = seeded(partial_elbo_loss, ["ic", "co"])
+    observed = seeded(partial_elbo_loss, ["counts", "absent"])
+    torch.testing.assert_close(deep + observed, elbo)
+    assert deep > 0 and observed > 0  # a KL (one draw of it, here positive) and a -log-likelihood
+
+
+def test_valid_sites_monitor_part_of_the_validation_elbo(data):
+    losses = {}
+    for sites in (None, ["counts"]):
+        model, guide = build()
+        fit = train(
+            model,
+            guide,
+            data.train.counts,
+            valid_counts=data.valid.counts,
+            valid_sites=sites,
+            max_epochs=2,
+            batch_size=10,
+            progress=False,
+        )
+        losses[sites is None] = [h["valid_loss"] for h in fit.history]
+    full, observed = losses[True], losses[False]
+    assert all(0 < o < f for o, f in zip(observed, full, strict=True))  # the KL is left out
+
+
 def test_progress_bar_counts_seconds_under_a_time_budget(data, capsys):
     model, guide = build()
     train(model, guide, data.train.counts, max_epochs=10_000, batch_size=30, max_time=2.0)
@@ -152,6 +190,7 @@ def test_posterior_summaries_and_inference_data(data, tmp_path):
         (dict(cd_rate=1.0), "cd_rate"),
         (dict(lr=-1.0), "lr"),
         (dict(valid_counts=torch.zeros(3, 4)), "valid_counts"),
+        (dict(valid_sites=["ic"]), "valid_sites needs valid_counts"),
     ],
 )
 def test_bad_arguments_are_rejected(data, kwargs, message):
