@@ -36,6 +36,10 @@ Regenerate (datasets may run as separate processes; the table merges whatever ha
 ``--methods ladder`` re-runs only the ladder and keeps the other models' rows of the last run
 on the same data (each row records its own date).
 
+``--deep-stop`` makes the ladder hold 10 % of its training trials back and let its learning-rate
+decay and restored epoch watch their deep level's share of the ELBO (``ic``, ``co``, the Poisson
+tie); tried on both data sets, it scored lower than watching the training loss (docs/calcium.md).
+
 ``--warmup`` (default 1600 steps, the reference's) sets the KL warm-up, the ladder's deep-model
 hold and its ramp; short budgets need it shorter.
 """

@@ -130,7 +130,7 @@ def partial_elbo_loss(model, guide, sites: Sequence[str], *args, **kwargs) -> to
 
 
 def _scored(trace, sites):
-    """The sample sites of ``trace`` named in ``sites`` (the trials plate's subsample excluded)."""
+    """The sample sites of ``trace`` named in ``sites``."""
     return [s for n, s in trace.nodes.items() if n in sites and s["type"] == "sample"]
 
 
