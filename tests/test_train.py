@@ -16,6 +16,13 @@ def data():
     return lorenz(n_conditions=6, n_trials=6, n_neurons=8, n_bins=20, base_rate=20.0, seed=1)
 
 
+def train_validated(model, guide, data, **options):
+    """``train`` on the fixture's training trials, validated on its validation trials."""
+    return train(
+        model, guide, data.train.counts, valid_counts=data.valid.counts, progress=False, **options
+    )
+
+
 def build(co_dim=0, seed=0):
     torch.manual_seed(seed)
     model = LFADS(8, ic_dim=4, gen_dim=12, fac_dim=3, co_dim=co_dim)
@@ -25,17 +32,7 @@ def build(co_dim=0, seed=0):
 def test_elbo_decreases_on_a_tiny_dataset(data):
     model, guide = build()
     model.init_readout(data.train.counts)
-    fit = train(
-        model,
-        guide,
-        data.train.counts,
-        valid_counts=data.valid.counts,
-        max_epochs=25,
-        batch_size=10,
-        lr=2e-2,
-        progress=False,
-        seed=0,
-    )
+    fit = train_validated(model, guide, data, max_epochs=25, batch_size=10, lr=2e-2, seed=0)
     valid = [h["valid_loss"] for h in fit.history]
     assert min(valid[-5:]) < valid[0] - 0.05 * abs(valid[0])
     running_minima = [v < min(valid[:i], default=float("inf")) for i, v in enumerate(valid)]
@@ -81,17 +78,7 @@ def test_checkpoint_resume_continues_from_the_saved_step(data, tmp_path):
 
 def test_early_stopping_and_time_budget(data):
     model, guide = build()
-    fit = train(
-        model,
-        guide,
-        data.train.counts,
-        valid_counts=data.valid.counts,
-        max_epochs=50,
-        batch_size=30,
-        lr=1.0,
-        patience=2,
-        progress=False,
-    )
+    fit = train_validated(model, guide, data, max_epochs=50, batch_size=30, lr=1.0, patience=2)
     assert len(fit.history) < 50
     model, guide = build()
     fit = train(model, guide, data.train.counts, max_epochs=50, max_time=0.0, progress=False)
@@ -116,21 +103,11 @@ def test_partial_elbo_loss_splits_the_elbo_by_site(data):
 
 
 def test_valid_sites_monitor_part_of_the_validation_elbo(data):
-    losses = {}
-    for sites in (None, ["counts"]):
-        model, guide = build()
-        fit = train(
-            model,
-            guide,
-            data.train.counts,
-            valid_counts=data.valid.counts,
-            valid_sites=sites,
-            max_epochs=2,
-            batch_size=10,
-            progress=False,
-        )
-        losses[sites is None] = [h["valid_loss"] for h in fit.history]
-    full, observed = losses[True], losses[False]
+    def validation_losses(sites):
+        fit = train_validated(*build(), data, valid_sites=sites, max_epochs=2, batch_size=10)
+        return [h["valid_loss"] for h in fit.history]
+
+    full, observed = validation_losses(None), validation_losses(["counts"])
     assert all(0 < o < f for o, f in zip(observed, full, strict=True))  # the KL is left out
 
 
