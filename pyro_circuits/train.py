@@ -13,6 +13,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,6 +170,8 @@ class SVIFit:
     guide: torch.nn.Module
     history: list = field(default_factory=list)
     wall_time: float = 0.0
+    #: Why training stopped early on a non-finite value (see :func:`train`), else None.
+    diverged: str | None = None
 
     @torch.no_grad()
     def _trace(self, counts, inputs, num_samples, seed):
@@ -243,6 +246,7 @@ class SVIFit:
                 "guide": self.guide.state_dict(),
                 "history": self.history,
                 "wall_time": self.wall_time,
+                "diverged": self.diverged,
             },
             path,
         )
@@ -253,7 +257,7 @@ class SVIFit:
         saved = torch.load(path, weights_only=False)
         model.load_state_dict(saved["model"])
         guide.load_state_dict(saved["guide"])
-        return cls(model, guide, saved["history"], saved["wall_time"])
+        return cls(model, guide, saved["history"], saved["wall_time"], saved.get("diverged"))
 
 
 def train(
@@ -295,7 +299,10 @@ def train(
     validation ELBO when ``valid_counts`` is given, else the training loss; ``valid_sites`` restricts
     the validation ELBO to the named sites, :func:`partial_elbo_loss`); training stops early
     after ``patience`` such epochs past the warm-up, or after ``max_time`` seconds, and the best
-    parameters are restored. Coordinated dropout (``cd_rate``): the guide reads counts with a
+    parameters are restored. If training diverges after its first epoch (a non-finite loss, or
+    the model rejecting a non-finite value with ``ValueError``), it stops with a warning, keeps
+    the best parameters so far and says why in ``SVIFit.diverged``; diverging before any epoch
+    could be kept raises. Coordinated dropout (``cd_rate``): the guide reads counts with a
     random fraction zeroed (the rest scaled by 1/(1 - cd_rate)) and the likelihood scores only
     the zeroed entries. ``staged`` applies the ladder models' schedule (:class:`Staged`) instead
     of ``l2_warmup`` for the L2 penalty. With ``checkpoint`` the full state is saved after every epoch and an
@@ -418,6 +425,7 @@ def train(
         bar.update(min(seconds, max_time) - bar.n)
 
     start = time.perf_counter() - state["elapsed"]
+    diverged = None
     for epoch in range(state["epoch"], max_epochs):
         model.train()
         guide.train()
@@ -429,10 +437,18 @@ def train(
             if cd_rate > 0:
                 keep = torch.rand_like(batch_counts) >= cd_rate
                 cd_mask = keep / (1 - cd_rate)
-            with latent_scales(state["step"]):
-                loss = loss_of(
-                    batch_counts, None if inputs is None else inputs[idx], n_trials, cd_mask
-                )
+            try:
+                with latent_scales(state["step"]):
+                    loss = loss_of(
+                        batch_counts, None if inputs is None else inputs[idx], n_trials, cd_mask
+                    )
+                if not torch.isfinite(loss):
+                    raise ValueError(f"the loss is {loss.item()}")
+            except ValueError as error:
+                if epoch == 0:  # the data or the model, not the optimisation
+                    raise
+                diverged = f"diverged at step {state['step']} (epoch {epoch}): {error}"
+                break
             penalty = l2_scale_at(state["step"]) * _recurrent_l2((model, guide))
             optimizer.zero_grad()
             (loss + penalty).backward()
@@ -448,6 +464,9 @@ def train(
             else:
                 bar.update()
             bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
+        if diverged is not None:
+            state["elapsed"] = time.perf_counter() - start
+            break
         valid = validation_loss() if valid_counts is not None else None
         monitored = epoch_loss if valid is None else valid
         scheduler.step(monitored)
@@ -493,7 +512,15 @@ def train(
     if timed:  # the epoch's end, past the last batch, may have reached the budget
         show_time(state["elapsed"])
     bar.close()
+    if diverged is not None and state["best_params"] is None:
+        raise RuntimeError(
+            f"training {diverged}, before the {burn_in}-step warm-up ended and any epoch could be"
+            " kept; try a smaller lr or clip_norm"
+        )
+    if diverged is not None:
+        best = max(r["epoch"] for r in state["history"] if r["best"])
+        warnings.warn(f"training {diverged}; the parameters of epoch {best} are kept", stacklevel=2)
     if state["best_params"] is not None:
         model.load_state_dict(state["best_params"][0])
         guide.load_state_dict(state["best_params"][1])
-    return SVIFit(model, guide, state["history"], state["elapsed"])
+    return SVIFit(model, guide, state["history"], state["elapsed"], diverged)

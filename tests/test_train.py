@@ -85,6 +85,40 @@ def test_early_stopping_and_time_budget(data):
     assert len(fit.history) == 1
 
 
+def poison_after(model, steps):
+    """Make ``model`` overflow from its ``steps + 1``-th training call on, as a diverging fit."""
+    seen = []
+
+    def hook(module, args):
+        seen.extend([None] if module.training else [])
+        if len(seen) > steps:
+            with torch.no_grad():
+                module.readout.bias.fill_(1e6)  # rates exp(1e6) = inf
+
+    model.register_forward_pre_hook(hook)
+
+
+def test_divergence_stops_training_and_keeps_the_best_epoch(data):
+    model, guide = build()
+    poison_after(model, 9)  # 30 trials in batches of 10: the first batch of epoch 3 diverges
+    with pytest.warns(UserWarning, match=r"diverged at step 9 \(epoch 3\)") as warned:
+        fit = train_validated(model, guide, data, max_epochs=10, batch_size=10)
+    assert fit.diverged.startswith("diverged at step 9 (epoch 3)")
+    assert [h["epoch"] for h in fit.history] == [0, 1, 2]
+    best = max(h["epoch"] for h in fit.history if h["best"])
+    (ours,) = [str(w.message) for w in warned if "diverged" in str(w.message)]
+    assert ours.endswith(f"the parameters of epoch {best} are kept")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert model.readout.bias.abs().max() < 1e3  # the best epoch's parameters, not the poison
+
+
+def test_divergence_before_any_epoch_is_kept_raises(data):
+    model, guide = build()
+    poison_after(model, 6)
+    with pytest.raises(RuntimeError, match="step 6 .*before the 1000-step warm-up ended"):
+        train_validated(model, guide, data, max_epochs=10, batch_size=10, kl_warmup=1000)
+
+
 def test_partial_elbo_loss_splits_the_elbo_by_site(data):
     model, guide = build(co_dim=1)
     counts = data.train.counts[:7]
