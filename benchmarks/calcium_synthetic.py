@@ -142,7 +142,7 @@ CONFIGS = {
 }
 # The same chaotic RNN on the deprecated reference generator's own defaults: 400 conditions × 10
 # trials of 200 frames (the table above follows its command line's 100 × 10 of 100). On these
-# data LFADS on the true spikes read rates R² 0.779 in 45 min, against 0.667 (docs/calcium.md).
+# data LFADS on the true spikes reads rates R² 0.787 in 45 min, against 0.667 (docs/calcium.md).
 _chaotic, _chaotic_recipe = CONFIGS["chaotic_rnn"]["data"]
 CONFIGS["chaotic_rnn_long"] = CONFIGS["chaotic_rnn"] | dict(
     data=(_chaotic, _chaotic_recipe | dict(n_conditions=400, n_bins=200))
