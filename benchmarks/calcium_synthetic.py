@@ -229,6 +229,9 @@ def run(
             load_average=os.getloadavg()[1],
             date=_now(),
         )
+        kept = [h["epoch"] for h in fit.history if h["best"]]
+        if kept:  # the epoch whose parameters were restored and scored
+            scores["best_epoch"] = max(kept)
         if fit.diverged:  # training stopped early with its best epoch kept
             scores["diverged"] = fit.diverged
         result[method] = scores
@@ -256,10 +259,7 @@ def run(
             **steps,
         )
         post_train, post_valid = posterior(fit, fluor)
-        scores = _score(data, fluor, post_train, post_valid, post_valid["spikes"])
-        if deep_stop:
-            scores["best_epoch"] = max(h["epoch"] for h in fit.history if h["best"])
-        record("ladder", fit, scores)
+        record("ladder", fit, _score(data, fluor, post_train, post_valid, post_valid["spikes"]))
 
     def encoder_fit(model, observations, spikes):
         """Fit ``model`` with the LFADS encoder, its readout set from ``spikes``."""
@@ -370,8 +370,9 @@ def _markdown(results: list[dict]) -> str:
             f"Spikes: `{r['recipe']}`.",
             "",
             f"{r['machine']}. Budget: wall-time minutes per model; warm-up: steps of KL / L2"
-            " warm-up (and of the ladder's deep-model hold and ramp); load: 5-min load average"
-            " at the end.",
+            " warm-up (and of the ladder's deep-model hold and ramp); best: the epoch whose"
+            " parameters were restored and scored, counted from 0 (rows from 2026-12-03T11:00 on);"
+            " load: 5-min load average at the end.",
             "",
             "| model | latents R² | rates R² | spikes R² | fluorescence R² | train (min, epochs) "
             "| run (UTC), budget, warm-up, load |",
@@ -384,7 +385,9 @@ def _markdown(results: list[dict]) -> str:
                 lines.append(f"| {method} | skipped: {scores['skipped']} | | | | | |")
                 continue
             training = (
-                f"{scores['train_minutes']:.1f}, {scores['epochs']} | {scores['date']}, "
+                f"{scores['train_minutes']:.1f}, {scores['epochs']}"
+                + (f" (best {scores['best_epoch']})" if "best_epoch" in scores else "")
+                + f" | {scores['date']}, "
                 f"{scores['budget_minutes']:g} min, {scores['warmup_steps']}, "
                 f"{scores['load_average']:.1f}"
                 + (f"; {scores['diverged'].split(':')[0]}" if "diverged" in scores else "")
