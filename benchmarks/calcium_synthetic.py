@@ -229,9 +229,8 @@ def run(
             load_average=os.getloadavg()[1],
             date=_now(),
         )
-        kept = [h["epoch"] for h in fit.history if h["best"]]
-        if kept:  # the epoch whose parameters were restored and scored
-            scores["best_epoch"] = max(kept)
+        if fit.best_epoch is not None:  # the epoch whose parameters were restored and scored
+            scores["best_epoch"] = fit.best_epoch
         if fit.diverged:  # training stopped early with its best epoch kept
             scores["diverged"] = fit.diverged
         result[method] = scores

@@ -173,6 +173,11 @@ class SVIFit:
     #: Why training stopped early on a non-finite value (see :func:`train`), else None.
     diverged: str | None = None
 
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch whose parameters were restored (counted from 0), or None if none was."""
+        return max((h["epoch"] for h in self.history if h["best"]), default=None)
+
     @torch.no_grad()
     def _trace(self, counts, inputs, num_samples, seed):
         """A model trace replayed on ``num_samples`` vectorised guide draws (dropout off)."""
@@ -517,10 +522,12 @@ def train(
             f"training {diverged}, before the {burn_in}-step warm-up ended and any epoch could be"
             " kept; try a smaller lr or clip_norm"
         )
-    if diverged is not None:
-        best = max(r["epoch"] for r in state["history"] if r["best"])
-        warnings.warn(f"training {diverged}; the parameters of epoch {best} are kept", stacklevel=2)
     if state["best_params"] is not None:
         model.load_state_dict(state["best_params"][0])
         guide.load_state_dict(state["best_params"][1])
-    return SVIFit(model, guide, state["history"], state["elapsed"], diverged)
+    fit = SVIFit(model, guide, state["history"], state["elapsed"], diverged)
+    if diverged is not None:
+        warnings.warn(
+            f"training {diverged}; the parameters of epoch {fit.best_epoch} are kept", stacklevel=2
+        )
+    return fit
