@@ -106,6 +106,9 @@ CONFIGS = {
         # 500 (the LFADS benchmark's) with --warmup 1500: 0.954 / 0.920 (docs/calcium.md).
         l2_scale=500.0,
         cd_rate=0.0,  # the ladder's coordinated dropout: 0.3 gave 0.952 / 0.913, not adopted
+        # The ladder's Adam options (train's adam_betas, adam_eps); empty: torch's defaults.
+        # svlae.yaml's betas (0.9, 0.99) with eps 0.1 left the deep level untrained (rates -0.005).
+        ladder_adam=dict(),
         batch_size=64,
         # Early-stopping patience (epochs) of the encoder-fitted models, as in the LFADS Lorenz
         # benchmark: with 30, LFADS on the true spikes stopped at 18.7 min (rates 0.908).
@@ -136,6 +139,7 @@ CONFIGS = {
         ladder_guide=dict(enc_dim=64, con_dim=64),
         l2_scale=2000.0,
         cd_rate=0.0,
+        ladder_adam=dict(),
         batch_size=64,
         patience=30,
     ),
@@ -254,6 +258,7 @@ def run(
             patience=None,
             l2_scale=config["l2_scale"],
             cd_rate=config["cd_rate"],
+            **config["ladder_adam"],
             valid_sites=DEEP_LEVEL if deep_stop else None,
             **steps,
         )

@@ -280,6 +280,8 @@ def train(
     lr_decay: float = 0.95,
     lr_patience: int = 6,
     lr_min: float = 1e-5,
+    adam_betas: tuple[float, float] = (0.9, 0.999),
+    adam_eps: float = 1e-8,
     clip_norm: float = 200.0,
     kl_warmup: int = 0,
     l2_scale: float = 0.0,
@@ -299,7 +301,8 @@ def train(
     The loss is -ELBO per training trial (the ``trials`` plate scales a minibatch to the data
     set, as TF-LFADS normalises), with latent sites scaled by a KL warm-up ramping to 1 over
     ``kl_warmup`` steps, plus ``l2_scale`` · ramp(``l2_warmup``) · ½Σ‖W_hh‖²/Σnumel on the
-    recurrent kernels. Adam with gradient-norm clipping; the learning rate is multiplied by
+    recurrent kernels. Adam (``adam_betas``, ``adam_eps``; torch's defaults) with gradient-norm
+    clipping; the learning rate is multiplied by
     ``lr_decay`` after ``lr_patience`` epochs without improvement of the monitored loss (the
     validation ELBO when ``valid_counts`` is given, else the training loss; ``valid_sites`` restricts
     the validation ELBO to the named sites, :func:`partial_elbo_loss`); training stops early
@@ -333,6 +336,10 @@ def train(
         raise ValueError(f"cd_rate must be in [0, 1), got {cd_rate}")
     if lr <= 0 or clip_norm <= 0:
         raise ValueError(f"lr and clip_norm must be positive, got lr={lr}, clip_norm={clip_norm}")
+    if not all(0 <= beta < 1 for beta in adam_betas) or adam_eps <= 0:
+        raise ValueError(
+            f"Adam needs betas in [0, 1) and eps > 0, got betas={adam_betas}, eps={adam_eps}"
+        )
     pyro.settings.set(module_local_params=True)
     device = torch.device(device)
     model.to(device)
@@ -343,7 +350,7 @@ def train(
     )
     elbo = elbo or pyro.infer.Trace_ELBO()
     params = list({id(p): p for m in (model, guide) for p in m.parameters()}.values())
-    optimizer = torch.optim.Adam(params, lr=lr)
+    optimizer = torch.optim.Adam(params, lr=lr, betas=adam_betas, eps=adam_eps)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=lr_decay, patience=lr_patience, min_lr=lr_min
     )

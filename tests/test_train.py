@@ -194,6 +194,15 @@ def test_posterior_summaries_and_inference_data(data, tmp_path):
     )
 
 
+def test_adam_options_reach_the_optimizer(data, tmp_path):
+    path = tmp_path / "fit.ckpt"
+    model, guide = build()
+    options = dict(adam_betas=(0.8, 0.99), adam_eps=0.1)
+    train(model, guide, data.train.counts, max_epochs=1, checkpoint=path, progress=False, **options)
+    group = torch.load(path, weights_only=False)["optimizer"]["param_groups"][0]
+    assert (tuple(group["betas"]), group["eps"]) == ((0.8, 0.99), 0.1)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -202,6 +211,8 @@ def test_posterior_summaries_and_inference_data(data, tmp_path):
         (dict(lr=-1.0), "lr"),
         (dict(valid_counts=torch.zeros(3, 4)), "valid_counts"),
         (dict(valid_sites=["ic"]), "valid_sites needs valid_counts"),
+        (dict(adam_betas=(0.9, 1.0)), "Adam needs"),
+        (dict(adam_eps=0.0), "Adam needs"),
     ],
 )
 def test_bad_arguments_are_rejected(data, kwargs, message):
