@@ -302,8 +302,8 @@ def train(
     set, as TF-LFADS normalises), with latent sites scaled by a KL warm-up ramping to 1 over
     ``kl_warmup`` steps, plus ``l2_scale`` · ramp(``l2_warmup``) · ½Σ‖W_hh‖²/Σnumel on the
     recurrent kernels. Adam (``adam_betas``, ``adam_eps``; torch's defaults) with gradient-norm
-    clipping; the learning rate is multiplied by
-    ``lr_decay`` after ``lr_patience`` epochs without improvement of the monitored loss (the
+    clipping; the learning rate is multiplied by ``lr_decay`` after ``lr_patience`` epochs
+    without improvement of the monitored loss (the
     validation ELBO when ``valid_counts`` is given, else the training loss; ``valid_sites`` restricts
     the validation ELBO to the named sites, :func:`partial_elbo_loss`); training stops early
     after ``patience`` such epochs past the warm-up, or after ``max_time`` seconds, and the best
