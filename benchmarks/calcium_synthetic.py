@@ -107,7 +107,8 @@ CONFIGS = {
         l2_scale=500.0,
         cd_rate=0.0,  # the ladder's coordinated dropout: 0.3 gave 0.952 / 0.913, not adopted
         # The ladder's Adam options (train's adam_betas, adam_eps); empty: torch's defaults.
-        # svlae.yaml's betas (0.9, 0.99) with eps 0.1 left the deep level untrained (rates -0.005).
+        # svlae.yaml's betas (0.9, 0.99) with eps 0.1 left the deep level untrained (rates -0.005),
+        # with eps 1e-3 half-trained (0.527); beta2 0.99 alone changed nothing (0.917).
         ladder_adam=dict(),
         batch_size=64,
         # Early-stopping patience (epochs) of the encoder-fitted models, as in the LFADS Lorenz
