@@ -303,9 +303,9 @@ def train(
     ``kl_warmup`` steps, plus ``l2_scale`` · ramp(``l2_warmup``) · ½Σ‖W_hh‖²/Σnumel on the
     recurrent kernels. Adam (``adam_betas``, ``adam_eps``; torch's defaults) with gradient-norm
     clipping; the learning rate is multiplied by ``lr_decay`` after ``lr_patience`` epochs
-    without improvement of the monitored loss (the
-    validation ELBO when ``valid_counts`` is given, else the training loss; ``valid_sites`` restricts
-    the validation ELBO to the named sites, :func:`partial_elbo_loss`); training stops early
+    without improvement of the monitored loss (the validation ELBO when ``valid_counts`` is
+    given, else the training loss; ``valid_sites`` restricts the validation ELBO to the named
+    sites, :func:`partial_elbo_loss`); training stops early
     after ``patience`` such epochs past the warm-up, or after ``max_time`` seconds, and the best
     parameters are restored. If training diverges after its first epoch (a non-finite loss, or
     the model rejecting a non-finite value with ``ValueError``), it stops with a warning, keeps
