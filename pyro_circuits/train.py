@@ -298,24 +298,29 @@ def train(
 ) -> SVIFit:
     """Fit ``model`` and ``guide`` to spike counts with minibatch SVI.
 
-    The loss is -ELBO per training trial (the ``trials`` plate scales a minibatch to the data
-    set, as TF-LFADS normalises), with latent sites scaled by a KL warm-up ramping to 1 over
-    ``kl_warmup`` steps, plus ``l2_scale`` · ramp(``l2_warmup``) · ½Σ‖W_hh‖²/Σnumel on the
-    recurrent kernels. Adam (``adam_betas``, ``adam_eps``; torch's defaults) with gradient-norm
-    clipping; the learning rate is multiplied by ``lr_decay`` after ``lr_patience`` epochs
-    without improvement of the monitored loss (the validation ELBO when ``valid_counts`` is
-    given, else the training loss; ``valid_sites`` restricts the validation ELBO to the named
-    sites, :func:`partial_elbo_loss`); training stops early
-    after ``patience`` such epochs past the warm-up, or after ``max_time`` seconds, and the best
-    parameters are restored. If training diverges after its first epoch (a non-finite loss, or
-    the model rejecting a non-finite value with ``ValueError``), it stops with a warning, keeps
-    the best parameters so far and says why in ``SVIFit.diverged``; diverging before any epoch
-    could be kept raises. Coordinated dropout (``cd_rate``): the guide reads counts with a
-    random fraction zeroed (the rest scaled by 1/(1 - cd_rate)) and the likelihood scores only
-    the zeroed entries. ``staged`` applies the ladder models' schedule (:class:`Staged`) instead
-    of ``l2_warmup`` for the L2 penalty. With ``checkpoint`` the full state is saved after every epoch and an
-    existing checkpoint is resumed. ``elbo`` defaults to ``Trace_ELBO()``. Each history record
-    has ``best`` True when its epoch became the one to restore.
+    The loss is -ELBO per training trial (the ``trials`` plate scales a minibatch to the data set,
+    as TF-LFADS normalises), with latent sites scaled by a KL warm-up ramping to 1 over
+    ``kl_warmup`` steps, plus ``l2_scale`` · ramp(``l2_warmup``) · ½Σ‖W_hh‖²/Σnumel on the recurrent
+    kernels.
+
+    Optimiser: Adam (``adam_betas``, ``adam_eps``; torch's defaults) with gradient-norm clipping.
+    The learning rate is multiplied by ``lr_decay`` after ``lr_patience`` epochs without
+    improvement of the monitored loss: the validation ELBO when ``valid_counts`` is given
+    (restricted to the named sites by ``valid_sites``, :func:`partial_elbo_loss`), else the
+    training loss.
+
+    Stopping: after ``patience`` such epochs past the warm-up, or after ``max_time`` seconds; the
+    best parameters are restored. If training diverges after its first epoch (a non-finite loss, or
+    the model rejecting a non-finite value with ``ValueError``), it stops with a warning, keeps the
+    best parameters so far and says why in ``SVIFit.diverged``; diverging before any epoch could be
+    kept raises.
+
+    Options: coordinated dropout (``cd_rate``) has the guide read counts with a random fraction
+    zeroed (the rest scaled by 1/(1 - cd_rate)) and the likelihood score only the zeroed entries.
+    ``staged`` applies the ladder models' schedule (:class:`Staged`) instead of ``l2_warmup`` for
+    the L2 penalty. With ``checkpoint`` the full state is saved after every epoch and an existing
+    checkpoint is resumed. ``elbo`` defaults to ``Trace_ELBO()``. Each history record has ``best``
+    True when its epoch became the one to restore.
 
     Example:
         >>> from pyro_circuits.models import LFADS
