@@ -47,6 +47,7 @@ hold and its ramp; short budgets need it shorter.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -56,12 +57,13 @@ import torch
 from benchmarks._report import OUTPUT, machine, update_section, write_json
 from pyro_circuits import baselines_calcium, metrics
 from pyro_circuits.datasets import chaotic_rnn, lorenz
+from pyro_circuits.datasets.spike_data import SpikeData
 from pyro_circuits.guides import LFADSEncoder
 from pyro_circuits.guides.ladder import LadderEncoder
 from pyro_circuits.models import LFADS
 from pyro_circuits.models.calcium import fluorescence_from_spikes
 from pyro_circuits.models.calcium_lfads import CalciumLFADS, GaussianCalciumLFADS
-from pyro_circuits.train import Staged, train
+from pyro_circuits.train import Staged, SVIFit, train
 
 COMMAND = ".venv/bin/python -m benchmarks.calcium_synthetic --datasets lorenz chaotic_rnn"
 CALCIUM = dict(tau=0.4, alpha=1.0, sigma=0.2)
@@ -162,15 +164,27 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")
 
 
-def _fit(model, guide, observations, fit_idx, stop_idx, minutes, seed, patience, **options):
-    """Train on ``observations[fit_idx]``, early-stopping on ``stop_idx`` unless it is None."""
+def _fit(
+    model,
+    guide,
+    observations,
+    fit_idx,
+    stop_idx,
+    minutes,
+    seed,
+    patience,
+    max_epochs=5000,
+    **options,
+):
+    """Train on ``observations[fit_idx]``, early-stopping on ``stop_idx`` unless it is None;
+    ``minutes`` None: no wall-time budget."""
     return train(
         model,
         guide,
         observations[fit_idx],
         valid_counts=None if stop_idx is None else observations[stop_idx],
-        max_epochs=5000,
-        max_time=60 * minutes,
+        max_epochs=max_epochs,
+        max_time=None if minutes is None else 60 * minutes,
         lr=1e-2,
         patience=patience,
         seed=seed,
@@ -194,22 +208,82 @@ def _score(data, fluor, post_train, post_valid, spikes=None) -> dict:
     return out
 
 
-def run(
-    name: str, minutes: float, seed: int, warmup: int, methods=METHODS, deep_stop: bool = False
-) -> dict:
-    config = CONFIGS[name]
-    make_data, recipe = config["data"]
+@dataclasses.dataclass
+class Prepared:
+    """A dataset's spikes, their fluorescence and the split of its training trials."""
+
+    data: SpikeData
+    true_calcium: torch.Tensor
+    fluor: torch.Tensor
+    #: The training trials to fit and those held back for early stopping (90 % / 10 %).
+    split: tuple[torch.Tensor, torch.Tensor]
+
+    def spikes_from_mean_fluorescence(self) -> torch.Tensor:
+        """Spike counts guessed from the fitting trials' fluorescence, to start a readout:
+        the AR(1) calcium's steady state, mean F ≈ α·(mean spikes per frame)·τ/dt."""
+        return self.fluor[self.split[0]] * self.data.dt / (CALCIUM["tau"] * CALCIUM["alpha"])
+
+
+def prepare(name: str, seed: int) -> Prepared:
+    """``CONFIGS[name]``'s spikes, turned into fluorescence with the noise of ``seed``."""
+    make_data, recipe = CONFIGS[name]["data"]
     data = make_data(**recipe)
     true_calcium, fluor = fluorescence_from_spikes(data.counts, dt=data.dt, seed=seed, **CALCIUM)
     train_idx = data.train_idx
     order = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed))]
     n_fit = int(0.9 * len(order))
-    split = (order[:n_fit], order[n_fit:])
+    return Prepared(data, true_calcium, fluor, (order[:n_fit], order[n_fit:]))
+
+
+def fit_ladder(
+    name: str,
+    prepared: Prepared,
+    minutes: float | None,
+    seed: int,
+    warmup: int,
+    deep_stop: bool = False,
+    **options,
+) -> SVIFit:
+    """Train the ladder of ``CONFIGS[name]`` on ``prepared``'s fluorescence (σ fixed at the
+    recipe's); ``options`` go to :func:`pyro_circuits.train.train` (``max_epochs``,
+    ``checkpoint``)."""
+    config, data, fluor = CONFIGS[name], prepared.data, prepared.fluor
+    torch.manual_seed(seed)
+    fixed_sigma = dict(CALCIUM, learn=())
+    model = CalciumLFADS(
+        data.counts.shape[-1], dt=data.dt, calcium=fixed_sigma, **config["ladder"], **config["deep"]
+    )
+    model.init_readout(prepared.spikes_from_mean_fluorescence())
+    guide = LadderEncoder(model, deep=config["deep_guide"], **config["ladder_guide"])
+    return _fit(
+        model,
+        guide,
+        fluor,
+        # Watching the whole validation ELBO (almost all fluorescence) blinds the schedule
+        # to the deep level; watching its deep level alone needs trials held back.
+        *(prepared.split if deep_stop else (data.train_idx, None)),
+        minutes,
+        seed,
+        staged=Staged(hold=warmup, ramp=warmup),
+        patience=None,
+        l2_scale=config["l2_scale"],
+        cd_rate=config["cd_rate"],
+        **config["ladder_adam"],
+        valid_sites=DEEP_LEVEL if deep_stop else None,
+        batch_size=config["batch_size"],
+        kl_warmup=warmup,
+        **options,
+    )
+
+
+def run(
+    name: str, minutes: float, seed: int, warmup: int, methods=METHODS, deep_stop: bool = False
+) -> dict:
+    config, prepared = CONFIGS[name], prepare(name, seed)
+    data, fluor, split = prepared.data, prepared.fluor, prepared.split
+    train_idx = data.train_idx
     n_neurons = data.counts.shape[-1]
     deep, steps = config["deep"], dict(batch_size=config["batch_size"], kl_warmup=warmup)
-    calcium = dict(CALCIUM)
-    # Steady state of the AR(1) calcium: mean F ≈ α·(mean spikes per frame)·τ/dt.
-    spikes_from_mean_fluorescence = fluor[split[0]] * data.dt / (CALCIUM["tau"] * CALCIUM["alpha"])
     result = {
         "dataset": name,
         "recipe": _recipe(name),
@@ -218,7 +292,9 @@ def run(
         "n_valid": len(data.valid_idx),
         # The ceiling the fluorescence noise leaves: the true calcium against the fluorescence.
         "true_calcium": {
-            "fluor_r2": metrics.r2_score(fluor[data.valid_idx], true_calcium[data.valid_idx])
+            "fluor_r2": metrics.r2_score(
+                fluor[data.valid_idx], prepared.true_calcium[data.valid_idx]
+            )
         },
     }
 
@@ -244,28 +320,7 @@ def run(
         result[method] = scores
 
     if "ladder" in methods:
-        torch.manual_seed(seed)
-        fixed_sigma = dict(calcium, learn=())
-        model = CalciumLFADS(n_neurons, dt=data.dt, calcium=fixed_sigma, **config["ladder"], **deep)
-        model.init_readout(spikes_from_mean_fluorescence)
-        guide = LadderEncoder(model, deep=config["deep_guide"], **config["ladder_guide"])
-        fit = _fit(
-            model,
-            guide,
-            fluor,
-            # Watching the whole validation ELBO (almost all fluorescence) blinds the schedule
-            # to the deep level; watching its deep level alone needs trials held back.
-            *(split if deep_stop else (train_idx, None)),
-            minutes,
-            seed,
-            staged=Staged(hold=warmup, ramp=warmup),
-            patience=None,
-            l2_scale=config["l2_scale"],
-            cd_rate=config["cd_rate"],
-            **config["ladder_adam"],
-            valid_sites=DEEP_LEVEL if deep_stop else None,
-            **steps,
-        )
+        fit = fit_ladder(name, prepared, minutes, seed, warmup, deep_stop)
         post_train, post_valid = posterior(fit, fluor)
         record("ladder", fit, _score(data, fluor, post_train, post_valid, post_valid["spikes"]))
 
@@ -296,8 +351,10 @@ def run(
 
     if "gaussian_lfads" in methods:
         torch.manual_seed(seed)
-        gaussian = GaussianCalciumLFADS(n_neurons, dt=data.dt, calcium=calcium, **deep)
-        fit, post_train, post_valid = encoder_fit(gaussian, fluor, spikes_from_mean_fluorescence)
+        gaussian = GaussianCalciumLFADS(n_neurons, dt=data.dt, calcium=dict(CALCIUM), **deep)
+        fit, post_train, post_valid = encoder_fit(
+            gaussian, fluor, prepared.spikes_from_mean_fluorescence()
+        )
         record("gaussian_lfads", fit, _score(data, fluor, post_train, post_valid))
 
     if "oasis_lfads" in methods and not baselines_calcium.available():

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from pyro_circuits.checks import require_positive_ints
 
-__all__ = ["SVIFit", "Staged", "partial_elbo_loss", "scale_latents", "train"]
+__all__ = ["SVIFit", "Staged", "partial_elbo_loss", "scale_latents", "train", "trained_parameters"]
 
 
 class scale_latents(ScaleMessenger):
@@ -265,6 +265,21 @@ class SVIFit:
         return cls(model, guide, saved["history"], saved["wall_time"], saved.get("diverged"))
 
 
+def trained_parameters(model: torch.nn.Module, guide: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters :func:`train` optimises, each once, in the order of its optimiser's state
+    (a checkpoint's ``optimizer`` entry indexes them in this order).
+
+    Example:
+        >>> from pyro_circuits.models import LFADS
+        >>> from pyro_circuits.guides import LFADSEncoder
+        >>> model = LFADS(3, ic_dim=2, gen_dim=4, fac_dim=2)
+        >>> guide = LFADSEncoder(model, enc_dim=4)
+        >>> len(trained_parameters(model, guide)) == len({*model.parameters(), *guide.parameters()})
+        True
+    """
+    return list({id(p): p for m in (model, guide) for p in m.parameters()}.values())
+
+
 def train(
     model,
     guide,
@@ -354,7 +369,7 @@ def train(
         to, (counts, inputs, valid_counts, valid_inputs)
     )
     elbo = elbo or pyro.infer.Trace_ELBO()
-    params = list({id(p): p for m in (model, guide) for p in m.parameters()}.values())
+    params = trained_parameters(model, guide)
     optimizer = torch.optim.Adam(params, lr=lr, betas=adam_betas, eps=adam_eps)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=lr_decay, patience=lr_patience, min_lr=lr_min

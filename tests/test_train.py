@@ -8,7 +8,13 @@ from pyro import poutine
 from pyro_circuits.datasets import lorenz
 from pyro_circuits.guides import LFADSEncoder
 from pyro_circuits.models import LFADS
-from pyro_circuits.train import SVIFit, partial_elbo_loss, scale_latents, train
+from pyro_circuits.train import (
+    SVIFit,
+    partial_elbo_loss,
+    scale_latents,
+    train,
+    trained_parameters,
+)
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +207,25 @@ def test_adam_options_reach_the_optimizer(data, tmp_path):
     train(model, guide, data.train.counts, max_epochs=1, checkpoint=path, progress=False, **options)
     group = torch.load(path, weights_only=False)["optimizer"]["param_groups"][0]
     assert (tuple(group["betas"]), group["eps"]) == ((0.8, 0.99), 0.1)
+
+
+def test_trained_parameters_index_the_checkpoints_optimizer_state(data, tmp_path):
+    path, lr = tmp_path / "fit.ckpt", 1e-2
+    model, guide = build()
+    before = [p.detach().clone() for p in trained_parameters(model, guide)]
+    n_trials = len(data.train.counts)
+    train(model, guide, data.train.counts, max_epochs=1, batch_size=n_trials, lr=lr,
+          checkpoint=path, progress=False)  # fmt: skip
+    state = torch.load(path, weights_only=False)["optimizer"]["state"]
+    assert len(state) > len(before) / 2
+    # One Adam step: each parameter moved by -lr·m̂/(√v̂ + ε), read from its own state; those
+    # without a gradient (unused at co_dim 0) have no state and did not move.
+    for i, (old, new) in enumerate(zip(before, trained_parameters(model, guide), strict=True)):
+        if i not in state:
+            torch.testing.assert_close(new.detach(), old)
+            continue
+        m_hat, v_hat = state[i]["exp_avg"] / 0.1, state[i]["exp_avg_sq"] / 1e-3
+        torch.testing.assert_close(new.detach() - old, -lr * m_hat / (v_hat.sqrt() + 1e-8))
 
 
 @pytest.mark.parametrize(

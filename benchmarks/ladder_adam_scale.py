@@ -1,0 +1,144 @@
+"""How large the ladder's gradients are, level by level, against Adam's ε.
+
+Adam moves each parameter element by lr · m̂ / (√v̂ + ε), v̂ being the bias-corrected running
+mean of its squared gradient: where √v̂ is far below ε the step shrinks by √v̂ / (√v̂ + ε). The
+hierarchical-LFADS reference trains with ε = 0.1; on our Lorenz ladder ε = 1e-3 half-trained the
+deep level and ε = 0.1 left it untrained (docs/calcium.md). This trains a calcium_synthetic
+ladder (its config and optimiser, for ``--epochs`` epochs, no wall-time budget) and reads √v̂ of
+every parameter element from Adam's state at the end, split by level: the deep model
+(``CalciumLFADS.deep_parameters``), the dynamics encoder (the guide's deep parameters) and the
+observation level (spike map, spike encoder; the calcium is fixed). For each ε it reports the
+median share of the ε-free step each level keeps.
+
+Regenerate::
+
+    .venv/bin/python -m benchmarks.ladder_adam_scale --dataset lorenz --epochs 60 --warmup 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchmarks import calcium_synthetic
+from benchmarks._report import OUTPUT, machine, update_section, write_json
+from pyro_circuits.train import trained_parameters
+
+COMMAND = ".venv/bin/python -m benchmarks.ladder_adam_scale"
+EPSILONS = (1e-8, 1e-3, 0.1)  # torch's default, and the two the Lorenz ladder was run with
+QUANTILES = (0.1, 0.5, 0.9)
+LEVELS = ("deep model", "dynamics encoder", "observation")
+
+
+def gradient_rms(optimizer_state: dict, params: list) -> list[torch.Tensor | None]:
+    """√v̂ (Adam's bias-corrected root-mean-square gradient) of each of ``params``, indexed as
+    the checkpoint's optimiser state indexes them; None for a parameter Adam never stepped."""
+    (group,) = optimizer_state["param_groups"]
+    beta2, state = group["betas"][1], optimizer_state["state"]
+    return [
+        (state[i]["exp_avg_sq"] / (1 - beta2 ** float(state[i]["step"]))).sqrt()
+        if i in state
+        else None
+        for i in range(len(params))
+    ]
+
+
+def level_scales(model, guide, optimizer_state: dict) -> dict[str, dict]:
+    """Quantiles of √v̂ per level, and the median share √v̂ / (√v̂ + ε) of the ε-free step."""
+    params = trained_parameters(model, guide)
+    deep = {id(p) for p in model.deep_parameters()}
+    encoder = {id(p) for p in guide.deep_parameters()} - deep
+
+    def level_of(p) -> str:
+        if id(p) in deep:
+            return "deep model"
+        return "dynamics encoder" if id(p) in encoder else "observation"
+
+    rms: dict[str, list[torch.Tensor]] = {level: [] for level in LEVELS}
+    for p, r in zip(params, gradient_rms(optimizer_state, params), strict=True):
+        if r is not None:
+            rms[level_of(p)].append(r.flatten())
+    out = {}
+    for level, parts in rms.items():
+        values = torch.cat(parts).double()
+        out[level] = {
+            "elements": values.numel(),
+            "quantiles": torch.quantile(values, torch.tensor(QUANTILES).double()).tolist(),
+            "step_share": {str(eps): (values / (values + eps)).median().item() for eps in EPSILONS},
+        }
+    return out
+
+
+def run(name: str, epochs: int, warmup: int, seed: int) -> dict:
+    prepared = calcium_synthetic.prepare(name, seed)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ladder.ckpt"
+        fit = calcium_synthetic.fit_ladder(
+            name, prepared, None, seed, warmup, max_epochs=epochs, checkpoint=path
+        )
+        optimizer_state = torch.load(path, weights_only=False)["optimizer"]
+    (group,) = optimizer_state["param_groups"]
+    return {
+        "dataset": name,
+        "epochs": len(fit.history),
+        "steps": fit.history[-1]["step"],
+        "warmup_steps": warmup,
+        "minutes": fit.wall_time / 60,
+        "adam": {"betas": list(group["betas"]), "eps": group["eps"], "final_lr": group["lr"]},
+        "levels": level_scales(fit.model, fit.guide, optimizer_state),
+        "machine": machine(),
+    }
+
+
+def _markdown(results: list[dict]) -> str:
+    lines = [
+        "## Calcium ladder: gradient scale per level against Adam's ε",
+        "",
+        f"Regenerate: `{COMMAND} --dataset D --epochs E --warmup W` "
+        "(`benchmarks/ladder_adam_scale.py`). √v̂: Adam's bias-corrected root-mean-square "
+        "gradient per parameter element at the end of training; step share at ε: the median "
+        "of √v̂ / (√v̂ + ε), the fraction of the ε-free step that element keeps.",
+        "",
+    ]
+    for r in results:
+        adam = r["adam"]
+        lines += [
+            f"### {r['dataset']}: {r['epochs']} epochs ({r['steps']} steps, warm-up {r['warmup_steps']},"
+            f" {r['minutes']:.1f} min), Adam β {tuple(adam['betas'])}, ε {adam['eps']:g}",
+            "",
+            f"{r['machine']}.",
+            "",
+            "| level | elements | √v̂ 10 % / 50 % / 90 % | "
+            + " | ".join(f"step share at ε {eps:g}" for eps in EPSILONS)
+            + " |",
+            "|---|---|---|" + "---|" * len(EPSILONS),
+        ]
+        for level, s in r["levels"].items():
+            quantiles = " / ".join(f"{q:.2g}" for q in s["quantiles"])
+            shares = " | ".join(f"{s['step_share'][str(eps)]:.3f}" for eps in EPSILONS)
+            lines.append(f"| {level} | {s['elements']:,} | {quantiles} | {shares} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="lorenz", choices=list(calcium_synthetic.CONFIGS))
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=300, help="KL warm-up, hold and ramp steps")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    write_json(
+        f"ladder_adam_scale_{args.dataset}", run(args.dataset, args.epochs, args.warmup, args.seed)
+    )
+    results = [json.loads(p.read_text()) for p in sorted(OUTPUT.glob("ladder_adam_scale_*.json"))]
+    update_section("ladder_adam_scale", _markdown(results))
+
+
+if __name__ == "__main__":
+    main()
