@@ -236,6 +236,11 @@ def prepare(name: str, seed: int) -> Prepared:
     return Prepared(data, true_calcium, fluor, (order[:n_fit], order[n_fit:]))
 
 
+def _steps(name: str, warmup: int) -> dict:
+    """The minibatch size and KL warm-up every model of ``CONFIGS[name]`` trains with."""
+    return dict(batch_size=CONFIGS[name]["batch_size"], kl_warmup=warmup)
+
+
 def fit_ladder(
     name: str,
     prepared: Prepared,
@@ -271,8 +276,7 @@ def fit_ladder(
         cd_rate=config["cd_rate"],
         **config["ladder_adam"],
         valid_sites=DEEP_LEVEL if deep_stop else None,
-        batch_size=config["batch_size"],
-        kl_warmup=warmup,
+        **_steps(name, warmup),
         **options,
     )
 
@@ -284,7 +288,7 @@ def run(
     data, fluor, split = prepared.data, prepared.fluor, prepared.split
     train_idx = data.train_idx
     n_neurons = data.counts.shape[-1]
-    deep, steps = config["deep"], dict(batch_size=config["batch_size"], kl_warmup=warmup)
+    deep, steps = config["deep"], _steps(name, warmup)
     result = {
         "dataset": name,
         "recipe": _recipe(name),
