@@ -6,6 +6,7 @@ from scipy.stats import poisson
 
 from pyro_circuits.metrics import (
     bits_per_spike,
+    calibrated_r2,
     co_bps,
     exp_readout_fit,
     fp_bps,
@@ -29,6 +30,28 @@ def test_latent_r2_recovers_an_affine_map():
     estimate = z @ rng.normal(size=(3, 5)) + 2.0
     assert latent_r2(estimate[:4], z[:4], estimate[4:], z[4:]) == pytest.approx(1.0)
     assert latent_r2(rng.normal(size=(4, 20, 5)), z[:4], rng.normal(size=(2, 20, 5)), z[4:]) < 0.2
+
+
+def test_calibrated_r2_recovers_each_features_scale_and_offset_but_no_mixing():
+    rng = np.random.default_rng(0)
+    truth = rng.gamma(2.0, size=(6, 20, 3))
+    estimate = truth * np.array([0.5, 2.0, 3.0]) + np.array([1.0, -2.0, 0.0])
+    assert r2_score(truth[4:], estimate[4:]) < 0.0
+    assert calibrated_r2(estimate[:4], truth[:4], estimate[4:], truth[4:]) == pytest.approx(1.0)
+    # Noise as large as the truth: the best map reads the squared correlation, 1/2.
+    many = rng.gamma(2.0, size=(400, 20, 3))
+    noisy = many + rng.normal(size=many.shape) * many.std((0, 1))
+    assert calibrated_r2(noisy[:300], many[:300], noisy[300:], many[300:]) == pytest.approx(
+        0.5, abs=0.02
+    )
+    # Features rotated: latent_r2's map across features undoes it, the per-feature map cannot.
+    swapped = np.roll(estimate, 1, axis=-1)
+    assert latent_r2(swapped[:4], truth[:4], swapped[4:], truth[4:]) == pytest.approx(1.0)
+    assert calibrated_r2(swapped[:4], truth[:4], swapped[4:], truth[4:]) < 0.2
+    constant = np.ones_like(truth)
+    assert calibrated_r2(constant[:4], truth[:4], constant[4:], truth[4:]) <= 0.0
+    with pytest.raises(ValueError, match="shape"):
+        calibrated_r2(estimate[:4], truth[:3], estimate[4:], truth[4:])
 
 
 def test_bits_per_spike_by_hand():
