@@ -44,6 +44,11 @@ def read_json(name: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def read_all_json(prefix: str) -> list[dict]:
+    """Every ``benchmarks/output/<prefix>*.json``, in file-name order."""
+    return [json.loads(path.read_text()) for path in sorted(OUTPUT.glob(f"{prefix}*.json"))]
+
+
 def update_section(name: str, markdown: str) -> None:
     """Replace (or append) the ``name`` section of docs/benchmarks.md with ``markdown``."""
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"

@@ -49,12 +49,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import os
 
 import torch
 
-from benchmarks._report import OUTPUT, machine, update_section, write_json
+from benchmarks._report import machine, read_all_json, read_json, update_section, write_json
 from pyro_circuits import baselines_calcium, metrics
 from pyro_circuits.datasets import chaotic_rnn, lorenz
 from pyro_circuits.datasets.spike_data import SpikeData
@@ -229,6 +228,17 @@ class Prepared:
         """Spike counts guessed from the fitting trials' fluorescence, to start a readout:
         the AR(1) calcium's steady state, mean F ≈ α·(mean spikes per frame)·τ/dt."""
         return self.fluor[self.split[0]] * self.data.dt / (CALCIUM["tau"] * CALCIUM["alpha"])
+
+
+def ladder_study_parser(description: str, warmup: int) -> argparse.ArgumentParser:
+    """The options of a study of one data set's ladder: ``--dataset``, ``--warmup``, ``--seed``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--dataset", default="lorenz", choices=list(CONFIGS))
+    parser.add_argument(
+        "--warmup", type=int, default=warmup, help="KL warm-up, hold and ramp steps"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
 
 
 def prepare(name: str, seed: int) -> Prepared:
@@ -517,16 +527,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for name in args.datasets:
         result = run(name, args.minutes, args.seed, args.warmup, args.methods, args.deep_stop)
-        previous = OUTPUT / f"calcium_synthetic_{name}.json"
-        if set(args.methods) != set(METHODS) and previous.exists():
-            kept = json.loads(previous.read_text())
-            if kept.get("recipe") == result["recipe"]:  # rows of other data are dropped
-                result = kept | result
+        kept = read_json(f"calcium_synthetic_{name}")  # rows of other data are dropped
+        if set(args.methods) != set(METHODS) and kept.get("recipe") == result["recipe"]:
+            result = kept | result
         write_json(f"calcium_synthetic_{name}", result)
-        results = [
-            json.loads(p.read_text()) for p in sorted(OUTPUT.glob("calcium_synthetic_*.json"))
-        ]
-        update_section("calcium", _markdown(results))
+        update_section("calcium", _markdown(read_all_json("calcium_synthetic_")))
 
 
 if __name__ == "__main__":

@@ -17,15 +17,13 @@ Regenerate::
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import torch
 
 from benchmarks import calcium_synthetic
-from benchmarks._report import OUTPUT, machine, update_section, write_json
+from benchmarks._report import machine, read_all_json, update_section, write_json
 from pyro_circuits.train import trained_parameters
 
 COMMAND = ".venv/bin/python -m benchmarks.ladder_adam_scale"
@@ -126,17 +124,14 @@ def _markdown(results: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="lorenz", choices=list(calcium_synthetic.CONFIGS))
+    parser = calcium_synthetic.ladder_study_parser(__doc__.splitlines()[0], warmup=300)
     parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--warmup", type=int, default=300, help="KL warm-up, hold and ramp steps")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     write_json(
         f"ladder_adam_scale_{args.dataset}", run(args.dataset, args.epochs, args.warmup, args.seed)
     )
-    results = [json.loads(p.read_text()) for p in sorted(OUTPUT.glob("ladder_adam_scale_*.json"))]
+    results = read_all_json("ladder_adam_scale_")
     update_section("ladder_adam_scale", _markdown(results))
 
 

@@ -18,14 +18,11 @@ Regenerate::
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import numpy as np
 import torch
 
 from benchmarks import calcium_synthetic
-from benchmarks._report import OUTPUT, machine, update_section, write_json
+from benchmarks._report import machine, read_all_json, update_section, write_json
 from pyro_circuits import metrics
 
 COMMAND = ".venv/bin/python -m benchmarks.ladder_calibration"
@@ -108,18 +105,15 @@ def _markdown(results: list[dict]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="lorenz", choices=list(calcium_synthetic.CONFIGS))
+    parser = calcium_synthetic.ladder_study_parser(__doc__.splitlines()[0], warmup=1500)
     parser.add_argument("--minutes", type=float, default=60.0)
-    parser.add_argument("--warmup", type=int, default=1500, help="KL warm-up, hold and ramp steps")
-    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     write_json(
         f"ladder_calibration_{args.dataset}",
         run(args.dataset, args.minutes, args.warmup, args.seed),
     )
-    results = [json.loads(p.read_text()) for p in sorted(OUTPUT.glob("ladder_calibration_*.json"))]
+    results = read_all_json("ladder_calibration_")
     update_section("ladder_calibration", _markdown(results))
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import time
@@ -28,7 +27,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from benchmarks._report import OUTPUT, machine, update_section, write_json
+from benchmarks._report import OUTPUT, machine, read_all_json, update_section, write_json
 from pyro_circuits import baselines, metrics
 from pyro_circuits.datasets import chaotic_rnn, lorenz
 from pyro_circuits.guides import LFADSEncoder
@@ -330,7 +329,7 @@ def main() -> None:
             f"lfads_synthetic_{name}",
             run(name, args.minutes, args.seed, not args.no_progress, args.resume),
         )
-        results = [json.loads(p.read_text()) for p in sorted(OUTPUT.glob("lfads_synthetic_*.json"))]
+        results = read_all_json("lfads_synthetic_")
         update_section("lfads", _markdown(results))
 
 
