@@ -145,7 +145,7 @@ CONFIGS = {
         ladder=dict(z_dim=100),
         ladder_guide=dict(enc_dim=64, con_dim=64),
         l2_scale=2000.0,
-        ladder_dropout=0.05,
+        ladder_dropout=0.05,  # 0.2 (the Lorenz setting) read rates 0.593 against 0.609 beside it
         cd_rate=0.0,
         ladder_adam=dict(),
         batch_size=64,
