@@ -527,7 +527,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for name in args.datasets:
         result = run(name, args.minutes, args.seed, args.warmup, args.methods, args.deep_stop)
-        kept = read_json(f"calcium_synthetic_{name}")  # rows of other data are dropped
+        kept = read_json(f"calcium_synthetic_{name}")
+        # A partial run keeps the other methods' rows of the same data; rows of other data go.
         if set(args.methods) != set(METHODS) and kept.get("recipe") == result["recipe"]:
             result = kept | result
         write_json(f"calcium_synthetic_{name}", result)

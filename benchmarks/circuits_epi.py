@@ -30,7 +30,7 @@ import time
 import torch
 from torch.distributions import Normal
 
-from benchmarks._report import OUTPUT, ROOT, machine, update_section, write_json
+from benchmarks._report import OUTPUT, ROOT, machine, read_all_json, update_section, write_json
 from pyro_circuits import perturb
 from pyro_circuits.epi import EPIConfig, FlowConfig, epi
 from pyro_circuits.epi.analysis import hessian_sensitivity
@@ -307,9 +307,7 @@ def load_sc_flow(seed: int, quick: bool = False) -> SupportedFlow:
 
 
 def sc_runs(quick: bool = False) -> list[dict]:
-    paths = sorted(OUTPUT.glob("circuits_sc_seed*.json"))
-    runs = [json.loads(path.read_text()) for path in paths]
-    return [run for run in runs if run["quick"] == quick]
+    return [run for run in read_all_json("circuits_sc_seed") if run["quick"] == quick]
 
 
 def run_sc_regimes(quick: bool) -> dict:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import time
 
@@ -24,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks._report import OUTPUT, ROOT, machine, update_section, write_json  # noqa: E402
+from benchmarks._report import ROOT, machine, read_all_json, update_section, write_json  # noqa: E402
 from pyro_circuits.compare import compare  # noqa: E402
 from pyro_circuits.epi import EPIConfig, FlowConfig  # noqa: E402
 from pyro_circuits.models import Rank2RNN  # noqa: E402
@@ -190,8 +189,7 @@ def overview(rows: list[dict]) -> str:
 def merged_runs() -> list[dict]:
     """Every ``compare_rank2*.json`` run file (the main sweep and tagged supplements)."""
     runs = []
-    for path in sorted(OUTPUT.glob("compare_rank2*.json")):
-        run = json.loads(path.read_text())
+    for run in read_all_json("compare_rank2"):
         for row in run["rows"]:
             row.setdefault("budget", run["budgets"][row["method"]])
             if row["method"] == "npe":
