@@ -7,8 +7,11 @@
   held-in spikes; the average of its forward and backward states (the latents) is read out
   through softplus(·, beta=10) to the held-out neurons' rates, trained with a Poisson loss.
   (Predicting a neuron from its own spikes would just copy them, so it predicts only the others.)
+* :func:`condition_psth` -- the condition-average lookup: a trial's condition is the one whose
+  smoothed training PSTH gives its held-in spikes the highest Poisson likelihood, and that PSTH
+  is its rates. It needs ``data.conditions`` and knows nothing of single-trial dynamics.
 
-Both return a :class:`BaselineFit` with ``predict(counts) -> (rates [Hz], latents)``, where
+All return a :class:`BaselineFit` with ``predict(counts) -> (rates [Hz], latents)``, where
 ``counts`` holds the held-in neurons only and ``rates`` covers the neurons ``fit.neurons``.
 """
 
@@ -23,7 +26,7 @@ from torch import nn
 
 from pyro_circuits.datasets.spike_data import SpikeData
 
-__all__ = ["BaselineFit", "gaussian_smoothing", "seq2seq"]
+__all__ = ["BaselineFit", "condition_psth", "gaussian_smoothing", "seq2seq"]
 
 
 @dataclass
@@ -156,3 +159,40 @@ def seq2seq(
         return rate / data.dt, latents
 
     return BaselineFit(predict, data.heldout, f"seq2seq bi-RNN ({n_latents} latents)")
+
+
+def condition_psth(data: SpikeData, *, sigma: float = 8.0) -> BaselineFit:
+    """Rates from the condition a trial's spikes point to: each condition's PSTH (its training
+    trials' counts averaged and smoothed with a Gaussian kernel of ``sigma`` bins), chosen by the
+    Poisson likelihood of the trial's held-in spikes. ``predict`` returns the rates of every
+    neuron and, as latents, the chosen condition's index per trial ([trials, 1, 1]).
+
+    Example:
+        >>> from pyro_circuits.datasets import lorenz
+        >>> data = lorenz(n_conditions=4, n_trials=5)
+        >>> rates, chosen = condition_psth(data).predict(data.valid.counts)
+        >>> bool((chosen.flatten() == data.conditions[data.valid_idx]).all())
+        True
+    """
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    if data.conditions is None:
+        raise ValueError("condition_psth needs data.conditions, a condition label per trial")
+    train_conditions = data.conditions[data.train_idx]
+    labels, index = torch.unique(train_conditions, return_inverse=True)
+    smoothed = _smooth(data.train.counts, sigma)
+    psth = torch.zeros(len(labels), *smoothed.shape[1:]).index_add_(0, index, smoothed)
+    psth = psth / torch.bincount(index, minlength=len(labels))[:, None, None]
+    log_psth = psth.clamp(min=1e-6).log()
+
+    @torch.no_grad()
+    def predict(counts):
+        heldin = data.heldin
+        log_likelihood = torch.einsum("vtn,ctn->vc", counts, log_psth[..., heldin])
+        log_likelihood = log_likelihood - psth[..., heldin].sum((1, 2))
+        chosen = log_likelihood.argmax(1)
+        return psth[chosen] / data.dt, labels[chosen].view(-1, 1, 1)
+
+    return BaselineFit(
+        predict, torch.arange(data.counts.shape[-1]), f"condition PSTH (σ = {sigma:g} bins)"
+    )

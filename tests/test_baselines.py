@@ -41,3 +41,33 @@ def test_seq2seq_is_seeded_and_checks_its_arguments(data):
         baselines.seq2seq(data, n_latents=0)
     with pytest.raises(ValueError, match="sigma"):
         baselines.gaussian_smoothing(data, sigma=0)
+
+
+def test_condition_psth_finds_each_trial_s_condition_and_its_rates():
+    generator = torch.Generator().manual_seed(0)
+    n_conditions, n_trials, dt = 3, 20, 0.01
+    profile = torch.linspace(0, 3.14, 40)[:, None] * torch.arange(1, 7)
+    condition_rates = 20 * (1 + torch.sin(profile + torch.arange(n_conditions)[:, None, None]))
+    rates = condition_rates.repeat_interleave(n_trials, 0)
+    repeat = torch.arange(n_conditions * n_trials) % n_trials
+    data = SpikeData(
+        torch.poisson(rates * dt, generator=generator),
+        dt=dt,
+        rates=rates,
+        conditions=torch.arange(n_conditions).repeat_interleave(n_trials),
+        train_idx=(repeat < 15).nonzero().squeeze(-1),
+        valid_idx=(repeat >= 15).nonzero().squeeze(-1),
+        heldout=[5],
+    )
+    fit = baselines.condition_psth(data, sigma=2.0)
+    predicted, chosen = fit.predict(data.valid.counts[..., data.heldin])
+    assert chosen.flatten().tolist() == data.conditions[data.valid_idx].tolist()
+    assert predicted.shape == data.valid.rates.shape and fit.neurons.tolist() == list(range(6))
+    assert metrics.r2_score(data.valid.rates, predicted) > 0.8
+
+
+def test_condition_psth_checks_its_arguments(data):
+    with pytest.raises(ValueError, match="sigma"):
+        baselines.condition_psth(data, sigma=0.0)
+    with pytest.raises(ValueError, match="conditions"):
+        baselines.condition_psth(SpikeData(data.counts, dt=data.dt))
