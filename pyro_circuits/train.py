@@ -27,6 +27,7 @@ from pyro.poutine.scale_messenger import ScaleMessenger
 from tqdm.auto import tqdm
 
 from pyro_circuits.checks import require_positive_ints
+from pyro_circuits.handlers import PushMean
 
 __all__ = ["SVIFit", "Staged", "partial_elbo_loss", "scale_latents", "train", "trained_parameters"]
 
@@ -179,15 +180,17 @@ class SVIFit:
         return max((h["epoch"] for h in self.history if h["best"]), default=None)
 
     @torch.no_grad()
-    def _trace(self, counts, inputs, num_samples, seed):
-        """A model trace replayed on ``num_samples`` vectorised guide draws (dropout off)."""
+    def _trace(self, counts, inputs, num_samples, seed, push_mean=False):
+        """A model trace replayed on ``num_samples`` vectorised guide draws (dropout off), or on
+        the guide's means with ``push_mean`` (:class:`PushMean`)."""
         self.model.eval()
         self.guide.eval()
         pyro.set_rng_seed(seed)
         device = next(self.model.parameters()).device
         counts = counts.to(device)
         inputs = None if inputs is None else inputs.to(device)
-        with pyro.plate("samples", num_samples, dim=-2):
+        means = PushMean() if push_mean else contextlib.nullcontext()
+        with means, pyro.plate("samples", num_samples, dim=-2):
             guide_trace = poutine.trace(self.guide).get_trace(counts, inputs)
             replayed = poutine.replay(self.model, trace=guide_trace)
             model_trace = poutine.trace(replayed).get_trace(counts, inputs)
@@ -202,15 +205,28 @@ class SVIFit:
         return out
 
     def posterior_mean(
-        self, counts, inputs=None, *, num_samples: int = 50, batch_size: int = 256, seed: int = 0
+        self,
+        counts,
+        inputs=None,
+        *,
+        num_samples: int = 50,
+        batch_size: int = 256,
+        seed: int = 0,
+        push_mean: bool = False,
     ) -> dict:
-        """Posterior means of the latent and deterministic sites over ``num_samples`` guide draws,
-        computed ``batch_size`` trials at a time."""
+        """Posterior means of the latent and deterministic sites over ``num_samples`` guide draws
+        (LFADS's "sample and average"), computed ``batch_size`` trials at a time. With
+        ``push_mean`` the sites' values from one pass on the guide's means instead (LFADS's
+        "posterior push mean", :class:`PushMean`); ``num_samples`` is then ignored."""
         chunks = []
         for start in range(0, len(counts), batch_size):
             part = slice(start, start + batch_size)
             trace = self._trace(
-                counts[part], None if inputs is None else inputs[part], num_samples, seed
+                counts[part],
+                None if inputs is None else inputs[part],
+                1 if push_mean else num_samples,
+                seed,
+                push_mean,
             )
             chunks.append(
                 {name: site["value"].mean(0) for name, site in _sites(trace, "posterior")}

@@ -200,6 +200,21 @@ def test_posterior_summaries_and_inference_data(data, tmp_path):
     )
 
 
+def test_push_mean_reads_the_guide_s_means_without_noise(data):
+    model, guide = build(co_dim=1)
+    fit = train(model, guide, data.train.counts, max_epochs=1, batch_size=10, progress=False)
+    x = data.valid.counts
+    pushed = fit.posterior_mean(x, push_mean=True, seed=0)
+    again = fit.posterior_mean(x, push_mean=True, seed=1, batch_size=3)
+    for name in ("ic", "co", "rates"):
+        torch.testing.assert_close(pushed[name], again[name])
+    draws = fit.sample(x, num_samples=4000, seed=2)
+    standard_error = draws["ic"].std(0) / 4000**0.5
+    assert ((pushed["ic"] - draws["ic"].mean(0)).abs() < 4 * standard_error).all()
+    # The rates are a nonlinear function of the draws: their average is not the pushed mean.
+    assert not torch.allclose(pushed["rates"], draws["rates"].mean(0), atol=1e-3)
+
+
 def test_adam_options_reach_the_optimizer(data, tmp_path):
     path = tmp_path / "fit.ckpt"
     model, guide = build()

@@ -11,6 +11,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from pyro_circuits.checks import require_positive_ints
+from pyro_circuits.handlers import standard_normal
 from pyro_circuits.models.lfads import LFADS, init_gru
 
 __all__ = ["LFADSEncoder"]
@@ -119,7 +120,7 @@ class LFADSEncoder(PyroModule):
         c = self.con_h0.expand(flat, -1)
         f = g.new_zeros(flat, model.fac_dim)
         weight = model.factor_matrix()
-        noise = torch.randn(flat, n_steps, model.co_dim, device=g.device)
+        noise = standard_normal((flat, n_steps, model.co_dim), device=g.device)
         cos, logvars, factors = [], [], []
         for t in range(n_steps):
             c = self.controller(torch.cat([ci[:, t], f], -1), c)

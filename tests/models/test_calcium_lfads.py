@@ -66,6 +66,9 @@ def test_elbo_decreases_on_a_tiny_dataset():
     posterior = fit.posterior_mean(fluor, num_samples=3)
     assert posterior["spikes"].shape == posterior["calcium"].shape == fluor.shape
     assert (posterior["spikes"] >= 0).all()
+    pushed = fit.posterior_mean(fluor, push_mean=True)
+    torch.testing.assert_close(pushed, fit.posterior_mean(fluor, push_mean=True, seed=3))
+    assert pushed["z"].shape == posterior["z"].shape and (pushed["spikes"] >= 0).all()
 
 
 def test_missing_frames_keep_the_elbo_finite():
