@@ -32,9 +32,7 @@ SIGMAS = (4.0, 8.0, 16.0)  # bins
 def condition_mean_r2(data) -> float:
     """R² of the validation rates against the mean true rates of their condition's training
     trials."""
-    labels, index = torch.unique(data.conditions[data.train_idx], return_inverse=True)
-    sums = torch.zeros(len(labels), *data.rates.shape[1:]).index_add_(0, index, data.train.rates)
-    means = sums / torch.bincount(index)[:, None, None]
+    labels, means = baselines.condition_average(data.train.rates, data.conditions[data.train_idx])
     lookup = torch.searchsorted(labels, data.conditions[data.valid_idx])
     return metrics.r2_score(data.valid.rates, means[lookup])
 
@@ -61,8 +59,8 @@ def run(name: str) -> dict:
     return row
 
 
-def _table_rates(name: str, method: str) -> str:
-    scores = read_json(f"calcium_synthetic_{name}").get(method, {})
+def _table_rates(table: dict, method: str) -> str:
+    scores = table.get(method, {})
     return f"{scores['rates_r2']:.3f}" if "rates_r2" in scores else "–"
 
 
@@ -86,6 +84,7 @@ def _markdown(rows: list[dict]) -> str:
     ]
     for row in rows:
         name = row["dataset"]
+        table = read_json(f"calcium_synthetic_{name}")
         psth = "".join(
             f"| {row['psth'][s]['rates_r2']:.3f} ({row['psth'][s]['accuracy']:.3f}) "
             for s in SIGMAS
@@ -93,7 +92,7 @@ def _markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {name} | {' × '.join(map(str, row['shape']))} | {row['n_conditions']} "
             f"| {row['condition_mean_r2']:.3f} {psth}"
-            f"| {_table_rates(name, 'lfads_spikes')} | {_table_rates(name, 'ladder')} |"
+            f"| {_table_rates(table, 'lfads_spikes')} | {_table_rates(table, 'ladder')} |"
         )
     return "\n".join(lines)
 

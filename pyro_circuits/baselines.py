@@ -26,7 +26,7 @@ from torch import nn
 
 from pyro_circuits.datasets.spike_data import SpikeData
 
-__all__ = ["BaselineFit", "condition_psth", "gaussian_smoothing", "seq2seq"]
+__all__ = ["BaselineFit", "condition_average", "condition_psth", "gaussian_smoothing", "seq2seq"]
 
 
 @dataclass
@@ -161,6 +161,21 @@ def seq2seq(
     return BaselineFit(predict, data.heldout, f"seq2seq bi-RNN ({n_latents} latents)")
 
 
+def condition_average(values: torch.Tensor, conditions: torch.Tensor):
+    """The distinct ``conditions`` (sorted) and the mean of ``values`` [trials, ...] over each
+    one's trials.
+
+    Example:
+        >>> labels, means = condition_average(torch.tensor([1.0, 3.0, 5.0]), torch.tensor([2, 2, 0]))
+        >>> labels.tolist(), means.tolist()
+        ([0, 2], [5.0, 2.0])
+    """
+    labels, index = torch.unique(conditions, return_inverse=True)
+    sums = torch.zeros(len(labels), *values.shape[1:]).index_add_(0, index, values)
+    counts = torch.bincount(index, minlength=len(labels)).view(-1, *[1] * (values.dim() - 1))
+    return labels, sums / counts
+
+
 def condition_psth(data: SpikeData, *, sigma: float = 8.0) -> BaselineFit:
     """Rates from the condition a trial's spikes point to: each condition's PSTH (its training
     trials' counts averaged and smoothed with a Gaussian kernel of ``sigma`` bins), chosen by the
@@ -178,11 +193,9 @@ def condition_psth(data: SpikeData, *, sigma: float = 8.0) -> BaselineFit:
         raise ValueError(f"sigma must be positive, got {sigma}")
     if data.conditions is None:
         raise ValueError("condition_psth needs data.conditions, a condition label per trial")
-    train_conditions = data.conditions[data.train_idx]
-    labels, index = torch.unique(train_conditions, return_inverse=True)
-    smoothed = _smooth(data.train.counts, sigma)
-    psth = torch.zeros(len(labels), *smoothed.shape[1:]).index_add_(0, index, smoothed)
-    psth = psth / torch.bincount(index, minlength=len(labels))[:, None, None]
+    labels, psth = condition_average(
+        _smooth(data.train.counts, sigma), data.conditions[data.train_idx]
+    )
     log_psth = psth.clamp(min=1e-6).log()
 
     @torch.no_grad()
