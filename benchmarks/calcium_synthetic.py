@@ -140,8 +140,8 @@ CONFIGS = {
         # 40 factors, not svlae.yaml's 20: the readout ceiling of 20 on these rates is R² 0.87
         # (benchmarks/readout_ceiling.py; 0.82 on the min-max rates, where 20 factors read ladder
         # latents / rates 0.600 / 0.545 against 40's 0.659 / 0.562).
-        # 4 inferred inputs, not 1: the deep level underfits these data (a trial's condition
-        # alone explains rates R² 0.946), and more inputs let the controller steer it. With
+        # 4 inferred inputs, not 1: a trial's condition alone explains rates R² 0.946, far above
+        # what the deep level reads, and more inputs let the controller steer the generator. With
         # l2_scale 500 the ladder's rates rose from 0.615 / 0.595 to 0.658 / 0.667 on seeds 0 / 1
         # (co_dim 8: 0.640 with 2000; docs/benchmarks.md, one-off runs).
         deep=dict(ic_dim=64, gen_dim=200, fac_dim=40, co_dim=4, dropout=0.05),
