@@ -161,7 +161,9 @@ def seq2seq(
     return BaselineFit(predict, data.heldout, f"seq2seq bi-RNN ({n_latents} latents)")
 
 
-def condition_average(values: torch.Tensor, conditions: torch.Tensor):
+def condition_average(
+    values: torch.Tensor, conditions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The distinct ``conditions`` (sorted) and the mean of ``values`` [trials, ...] over each
     one's trials.
 
@@ -171,7 +173,7 @@ def condition_average(values: torch.Tensor, conditions: torch.Tensor):
         ([0, 2], [5.0, 2.0])
     """
     labels, index = torch.unique(conditions, return_inverse=True)
-    sums = torch.zeros(len(labels), *values.shape[1:]).index_add_(0, index, values)
+    sums = values.new_zeros(len(labels), *values.shape[1:]).index_add_(0, index, values)
     counts = torch.bincount(index, minlength=len(labels)).view(-1, *[1] * (values.dim() - 1))
     return labels, sums / counts
 
