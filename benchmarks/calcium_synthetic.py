@@ -27,7 +27,9 @@ R² (uniform average over neurons or latent dimensions, trials and time flattene
 an affine map fitted on the training trials; rates against the true rates; spikes: inferred
 spikes against the true spike counts; fluorescence: the model's fluorescence mean (its
 ``calcium`` site) against the observed fluorescence, whose ceiling is the true calcium's R²
-(the table's last row: what the noise leaves; a model that fits the noise can pass it).
+(the table's last row: what the noise leaves; a model that fits the noise can pass it). Each
+row also records its rates R² on each tenth of the trial (``rates_r2_by_tenth``), which
+``benchmarks.condition_ceiling`` sets beside what the trial's condition explains there.
 
 Regenerate (datasets may run as separate processes; the table merges whatever has finished):
 
@@ -213,6 +215,7 @@ def _score(data, fluor, post_train, post_valid, spikes=None) -> dict:
             post_train["factors"], data.train.latents, post_valid["factors"], valid.latents
         ),
         "rates_r2": metrics.r2_score(valid.rates, post_valid["rates"]),
+        "rates_r2_by_tenth": metrics.r2_by_segment(valid.rates, post_valid["rates"]),
     }
     if spikes is not None:
         out["spikes_r2"] = metrics.r2_score(valid.counts, spikes)

@@ -12,6 +12,9 @@ reference points, next to the models of the calcium table (`benchmarks.calcium_s
   the validation trial's own spikes (Poisson likelihood under each condition's smoothed
   training PSTH), and that PSTH as its rates. Spikes only, no dynamics, no truth.
 
+A second table scores both, and the calcium table's models, on each tenth of the trial: where
+in the trial the models fall short of what the condition explains.
+
 Regenerate::
 
     .venv/bin/python -m benchmarks.condition_ceiling
@@ -29,12 +32,20 @@ COMMAND = ".venv/bin/python -m benchmarks.condition_ceiling"
 SIGMAS = (4.0, 8.0, 16.0)  # bins
 
 
-def condition_mean_r2(data) -> float:
-    """R² of the validation rates against the mean true rates of their condition's training
+def condition_mean_rates(data) -> torch.Tensor:
+    """Each validation trial's rates read as the mean true rates of its condition's training
     trials."""
     labels, means = baselines.condition_average(data.train.rates, data.conditions[data.train_idx])
-    lookup = torch.searchsorted(labels, data.conditions[data.valid_idx])
-    return metrics.r2_score(data.valid.rates, means[lookup])
+    return means[torch.searchsorted(labels, data.conditions[data.valid_idx])]
+
+
+def participation_ratio(values: torch.Tensor) -> float:
+    """The effective number of dimensions of [..., features] ``values`` (leading axes
+    flattened): (Σλ)² / Σλ² over the eigenvalues λ of their covariance; d for d equal
+    variances, 1 for one."""
+    flat = values.reshape(-1, values.shape[-1]).double()
+    variances = torch.linalg.svdvals(flat - flat.mean(0)) ** 2
+    return float(variances.sum() ** 2 / (variances**2).sum())
 
 
 def run(name: str) -> dict:
@@ -46,14 +57,22 @@ def run(name: str) -> dict:
         rates, chosen = baselines.condition_psth(data, sigma=sigma).predict(data.valid.counts)
         psth[sigma] = dict(
             rates_r2=metrics.r2_score(data.valid.rates, rates),
+            rates_r2_by_tenth=metrics.r2_by_segment(data.valid.rates, rates),
             accuracy=float((chosen.flatten() == valid_conditions).float().mean()),
         )
+    oracle = condition_mean_rates(data)
     row = dict(
         dataset=name,
         shape=tuple(data.counts.shape),
         n_conditions=len(torch.unique(data.conditions)),
-        condition_mean_r2=condition_mean_r2(data),
+        condition_mean_r2=metrics.r2_score(data.valid.rates, oracle),
+        condition_mean_r2_by_tenth=metrics.r2_by_segment(data.valid.rates, oracle),
         psth=psth,
+        dimension=participation_ratio(data.valid.rates),
+        dimension_by_tenth=[
+            participation_ratio(data.valid.rates[:, w])
+            for w in torch.arange(data.counts.shape[1]).tensor_split(10)
+        ],
     )
     print(name, row["condition_mean_r2"], psth, flush=True)
     return row
@@ -94,7 +113,57 @@ def _markdown(rows: list[dict]) -> str:
             f"| {row['condition_mean_r2']:.3f} {psth}"
             f"| {_table_rates(table, 'lfads_spikes')} | {_table_rates(table, 'ladder')} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + _by_tenth(rows))
+
+
+def _tenths(name: str, scores: list[float], overall: float) -> str:
+    return f"| {name} | " + " | ".join(f"{x:.2f}" for x in scores) + f" | {overall:.3f} |"
+
+
+def _by_tenth(rows: list[dict]) -> list[str]:
+    """Rates R² on each tenth of the validation trials: the oracle, the best condition PSTH and
+    every model of the calcium table whose row recorded them."""
+    lines = [
+        "",
+        "### Rates R² per tenth of the trial",
+        "",
+        "The same validation trials, scored on each tenth of their bins (`metrics.r2_by_segment`) "
+        "against the true rates' variance in that tenth. Models: the calcium table's rows that "
+        "recorded it (older rows did not). The last row is no score: the effective number of "
+        "dimensions of the true rates in each tenth, (Σλ)²/Σλ² over their covariance's "
+        "eigenvalues.",
+    ]
+    for row in rows:
+        best = max(SIGMAS, key=lambda s: row["psth"][s]["rates_r2"])
+        lines += [
+            "",
+            f"**{row['dataset']}**",
+            "",
+            "| rates from | " + " | ".join(f"{i}/10" for i in range(1, 11)) + " | all |",
+            "|---|" + "---|" * 11,
+            _tenths(
+                "condition mean (oracle)",
+                row["condition_mean_r2_by_tenth"],
+                row["condition_mean_r2"],
+            ),
+            _tenths(
+                f"condition PSTH σ = {best:g}",
+                row["psth"][best]["rates_r2_by_tenth"],
+                row["psth"][best]["rates_r2"],
+            ),
+        ]
+        table = read_json(f"calcium_synthetic_{row['dataset']}")
+        for method in calcium_synthetic.METHODS:
+            scores = table.get(method, {})
+            if "rates_r2_by_tenth" in scores:
+                label = f"{method} ({scores['date'][:16]})"
+                lines.append(_tenths(label, scores["rates_r2_by_tenth"], scores["rates_r2"]))
+        lines.append(
+            "| *true rates' dimension (participation ratio)* | "
+            + " | ".join(f"{x:.1f}" for x in row["dimension_by_tenth"])
+            + f" | {row['dimension']:.1f} |"
+        )
+    return lines
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "exp_readout_fit",
     "fp_bps",
     "latent_r2",
+    "r2_by_segment",
     "r2_score",
 ]
 
@@ -49,6 +50,27 @@ def r2_score(truth, estimate) -> float:
     residual = ((truth - estimate) ** 2).sum(0)
     total = ((truth - truth.mean(0)) ** 2).sum(0)
     return float(np.mean(1 - residual / total))
+
+
+def r2_by_segment(truth, estimate, n_segments: int = 10) -> list[float]:
+    """:func:`r2_score` on each of ``n_segments`` consecutive, near-equal time windows of
+    [trials, time, features] arrays: where in the trial an estimate falls short.
+
+    Example:
+        >>> truth = np.arange(8.0).reshape(1, 4, 2)
+        >>> estimate = truth.copy()
+        >>> estimate[:, 2:] = truth[:, 2:].mean(1, keepdims=True)  # the second half's mean
+        >>> r2_by_segment(truth, estimate, 2)
+        [1.0, 0.0]
+    """
+    n_segments = positive_int("n_segments", n_segments)
+    truth, estimate = _array("truth", truth), _array("estimate", estimate)
+    if truth.ndim != 3:
+        raise ValueError(f"truth must be [trials, time, features], got {truth.shape}")
+    if n_segments > truth.shape[1]:
+        raise ValueError(f"{n_segments} segments of {truth.shape[1]} time bins")
+    windows = np.array_split(np.arange(truth.shape[1]), n_segments)
+    return [r2_score(truth[:, w], estimate[:, w]) for w in windows]
 
 
 def affine_map(estimate_train, truth_train, estimate) -> np.ndarray:

@@ -11,6 +11,7 @@ from pyro_circuits.metrics import (
     exp_readout_fit,
     fp_bps,
     latent_r2,
+    r2_by_segment,
     r2_score,
 )
 
@@ -22,6 +23,24 @@ def test_r2_by_hand():
     assert r2_score(truth, estimate) == pytest.approx((0.5 + 0.625) / 2)
     with pytest.raises(ValueError, match="shape"):
         r2_score(truth, estimate[:2])
+
+
+def test_r2_by_segment_scores_each_window_on_its_own_variance():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(1000, 10, 3))
+    estimate = truth.copy()
+    estimate[:, :3] = 0.0  # three of the first window's four bins at the mean: R² about 1/4
+    estimate[:, 7:] += rng.normal(size=(1000, 3, 3))  # the last window: noise as large as the truth
+    scores = r2_by_segment(truth, estimate, 3)  # windows of 4, 3 and 3 bins
+    assert scores[0] == pytest.approx(0.25, abs=0.1)
+    assert scores[1] == 1.0
+    assert scores[2] == pytest.approx(0.0, abs=0.1)
+    windows = (slice(0, 4), slice(4, 7), slice(7, 10))
+    assert scores == [r2_score(truth[:, w], estimate[:, w]) for w in windows]
+    with pytest.raises(ValueError, match="segments"):
+        r2_by_segment(truth, estimate, 11)
+    with pytest.raises(ValueError, match=r"\[trials, time, features\]"):
+        r2_by_segment(truth[0], estimate[0], 2)
 
 
 def test_latent_r2_recovers_an_affine_map():
