@@ -55,10 +55,7 @@ def run() -> list[dict]:
         rates = make_data().valid.rates[:N_TRIALS].numpy()
         for n_factors in factor_counts:
             fitted = metrics.exp_readout_fit(rates, n_factors)
-            segments = [
-                metrics.r2_score(rates[:, t : t + SEGMENT], fitted[:, t : t + SEGMENT])
-                for t in range(0, rates.shape[1], SEGMENT)
-            ]
+            segments = metrics.r2_by_segment(rates, fitted, rates.shape[1] // SEGMENT)
             rows.append(
                 dict(
                     dataset=name,
