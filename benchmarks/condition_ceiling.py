@@ -71,7 +71,7 @@ def run(name: str) -> dict:
         dimension=participation_ratio(data.valid.rates),
         dimension_by_tenth=[
             participation_ratio(data.valid.rates[:, w])
-            for w in torch.arange(data.counts.shape[1]).tensor_split(10)
+            for w in metrics.time_windows(data.counts.shape[1], 10)
         ],
     )
     print(name, row["condition_mean_r2"], psth, flush=True)
@@ -84,6 +84,7 @@ def _table_rates(table: dict, method: str) -> str:
 
 
 def _markdown(rows: list[dict]) -> str:
+    tables = {row["dataset"]: read_json(f"calcium_synthetic_{row['dataset']}") for row in rows}
     lines = [
         "## Calcium data: what a trial's condition explains",
         "",
@@ -103,7 +104,7 @@ def _markdown(rows: list[dict]) -> str:
     ]
     for row in rows:
         name = row["dataset"]
-        table = read_json(f"calcium_synthetic_{name}")
+        table = tables[name]
         psth = "".join(
             f"| {row['psth'][s]['rates_r2']:.3f} ({row['psth'][s]['accuracy']:.3f}) "
             for s in SIGMAS
@@ -113,14 +114,14 @@ def _markdown(rows: list[dict]) -> str:
             f"| {row['condition_mean_r2']:.3f} {psth}"
             f"| {_table_rates(table, 'lfads_spikes')} | {_table_rates(table, 'ladder')} |"
         )
-    return "\n".join(lines + _by_tenth(rows))
+    return "\n".join(lines + _by_tenth(rows, tables))
 
 
 def _tenths(name: str, scores: list[float], overall: float) -> str:
     return f"| {name} | " + " | ".join(f"{x:.2f}" for x in scores) + f" | {overall:.3f} |"
 
 
-def _by_tenth(rows: list[dict]) -> list[str]:
+def _by_tenth(rows: list[dict], tables: dict[str, dict]) -> list[str]:
     """Rates R² on each tenth of the validation trials: the oracle, the best condition PSTH and
     every model of the calcium table whose row recorded them."""
     lines = [
@@ -152,7 +153,7 @@ def _by_tenth(rows: list[dict]) -> list[str]:
                 row["psth"][best]["rates_r2"],
             ),
         ]
-        table = read_json(f"calcium_synthetic_{row['dataset']}")
+        table = tables[row["dataset"]]
         for method in calcium_synthetic.METHODS:
             scores = table.get(method, {})
             if "rates_r2_by_tenth" in scores:

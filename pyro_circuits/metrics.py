@@ -23,6 +23,7 @@ __all__ = [
     "latent_r2",
     "r2_by_segment",
     "r2_score",
+    "time_windows",
 ]
 
 
@@ -69,8 +70,18 @@ def r2_by_segment(truth, estimate, n_segments: int = 10) -> list[float]:
         raise ValueError(f"truth must be [trials, time, features], got {truth.shape}")
     if n_segments > truth.shape[1]:
         raise ValueError(f"{n_segments} segments of {truth.shape[1]} time bins")
-    windows = np.array_split(np.arange(truth.shape[1]), n_segments)
-    return [r2_score(truth[:, w], estimate[:, w]) for w in windows]
+    return [r2_score(truth[:, w], estimate[:, w]) for w in time_windows(truth.shape[1], n_segments)]
+
+
+def time_windows(n_bins: int, n_segments: int) -> list[np.ndarray]:
+    """The bin indices of ``n_segments`` consecutive, near-equal windows of ``n_bins`` bins (the
+    first ones a bin longer where they do not divide evenly), as :func:`r2_by_segment` uses.
+
+    Example:
+        >>> [w.tolist() for w in time_windows(5, 2)]
+        [[0, 1, 2], [3, 4]]
+    """
+    return np.array_split(np.arange(n_bins), n_segments)
 
 
 def affine_map(estimate_train, truth_train, estimate) -> np.ndarray:
