@@ -270,8 +270,10 @@ def prepare(name: str, seed: int) -> Prepared:
 
 
 def _steps(name: str, warmup: int) -> dict:
-    """The minibatch size and KL warm-up every model of ``CONFIGS[name]`` trains with."""
-    return dict(batch_size=CONFIGS[name]["batch_size"], kl_warmup=warmup)
+    """The minibatch size, learning rate and KL warm-up every model of ``CONFIGS[name]`` trains
+    with."""
+    config = CONFIGS[name]
+    return dict(batch_size=config["batch_size"], lr=config["lr"], kl_warmup=warmup)
 
 
 def fit_ladder(
@@ -308,7 +310,6 @@ def fit_ladder(
         *(prepared.split if deep_stop else (data.train_idx, None)),
         minutes,
         seed,
-        lr=config["lr"],
         staged=Staged(hold=warmup, ramp=warmup),
         patience=None,
         l2_scale=config["l2_scale"],
@@ -354,7 +355,7 @@ def run(
             epochs=len(fit.history),
             budget_minutes=minutes,
             warmup_steps=warmup,
-            lr=config["lr"],
+            lr=steps["lr"],
             load_average=os.getloadavg()[1],
             date=_now(),
         )
@@ -380,7 +381,6 @@ def run(
             minutes,
             seed,
             patience=config["patience"],
-            lr=config["lr"],
             l2_scale=config["l2_scale"],
             l2_warmup=warmup,
             **steps,
