@@ -125,8 +125,7 @@ def _torch_loss(model, guide, counts):
     loc, logvar = guide.ic_linear(torch.cat([final[0], final[1]], -1)).chunk(2, -1)
     q_ic = dist.Normal(loc, torch.sqrt(torch.exp(logvar) + guide.ic_post_var_min))
     ic = q_ic.rsample()
-    p_ic = dist.Normal(model.ic_prior_mean, model.ic_prior_scale)
-    kl = (q_ic.log_prob(ic) - p_ic.log_prob(ic)).sum(-1)
+    kl = q_ic.log_prob(ic).sum(-1) - model.ic_prior().log_prob(ic)
     if model.co_dim:
         co, log_q, factors = guide._sample_co(ic, guide._controller_inputs(x), None, n_steps)
         kl = kl + log_q - model.co_prior(n_steps).log_prob(co)

@@ -135,6 +135,11 @@ class LFADS(PyroModule):
         co_dim: inferred-input size (0: none). ext_dim: measured-input size (0: none).
         dt: bin width in seconds (rates are in Hz). likelihood: ``"poisson"`` or ``"gaussian"``.
         ic_prior_var: variance of the ic prior (its mean is learnt).
+        ic_prior_components: K. With K > 1 the ic prior is an equal-weight mixture of K
+            Gaussians whose means (drawn from N(0, ic_prior_var)) and scales (starting at
+            √ic_prior_var) are learnt: for trials that start from a few shared states, such as
+            an experiment's K conditions, so that a trial's initial condition can borrow from
+            the others of its cluster. The ELBO's ic term is then sampled, not analytic.
         co_tau, co_noise_var: initial AR(1) time constant (bins) and process variance of the
             ``co`` prior; both are learnt. co_prior_df: Student-t degrees of freedom of the
             prior's innovations (:class:`AR1StudentT`, for pulse-like inputs); ``None`` (the
@@ -179,9 +184,16 @@ class LFADS(PyroModule):
         co_prior_df: float | None = None,
         cell_clip: float = 5.0,
         dropout: float = 0.0,
+        ic_prior_components: int = 1,
     ) -> None:
         super().__init__()
-        require_positive_ints(n_neurons=n_neurons, ic_dim=ic_dim, gen_dim=gen_dim, fac_dim=fac_dim)
+        require_positive_ints(
+            n_neurons=n_neurons,
+            ic_dim=ic_dim,
+            gen_dim=gen_dim,
+            fac_dim=fac_dim,
+            ic_prior_components=ic_prior_components,
+        )
         for name, value in dict(co_dim=co_dim, ext_dim=ext_dim).items():
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
@@ -197,8 +209,13 @@ class LFADS(PyroModule):
         if co_prior_df is not None and co_prior_df <= 0:
             raise ValueError(f"co_prior_df must be positive or None, got {co_prior_df}")
         self.co_prior_df = co_prior_df
-        self.ic_prior_mean = nn.Parameter(torch.zeros(ic_dim))
-        self.register_buffer("ic_prior_scale", torch.full((ic_dim,), math.sqrt(ic_prior_var)))
+        if ic_prior_components == 1:
+            self.ic_prior_mean = nn.Parameter(torch.zeros(ic_dim))
+            self.register_buffer("ic_prior_scale", torch.full((ic_dim,), math.sqrt(ic_prior_var)))
+        else:
+            shape = (ic_prior_components, ic_dim)
+            self.ic_prior_mean = nn.Parameter(torch.randn(shape) * math.sqrt(ic_prior_var))
+            self.ic_prior_log_scale = nn.Parameter(torch.full(shape, math.log(ic_prior_var) / 2))
         self.co_log_tau = nn.Parameter(torch.full((co_dim,), math.log(co_tau)))
         self.co_log_noise_var = nn.Parameter(torch.full((co_dim,), math.log(co_noise_var)))
         self.ic_to_g0 = nn.Linear(ic_dim, gen_dim)
@@ -269,6 +286,15 @@ class LFADS(PyroModule):
             self.readout.bias.copy_(torch.log(mean_count.clamp(min=1e-3) / self.dt))
         return self
 
+    def ic_prior(self) -> dist.TorchDistribution:
+        """p(ic), event shape [ic_dim]: a Gaussian, or the mixture of ``ic_prior_components``."""
+        if self.ic_prior_mean.dim() == 1:
+            return dist.Normal(self.ic_prior_mean, self.ic_prior_scale).to_event(1)
+        components = dist.Normal(self.ic_prior_mean, self.ic_prior_log_scale.exp()).to_event(1)
+        n_components = self.ic_prior_mean.shape[0]
+        equal_weights = dist.Categorical(logits=self.ic_prior_mean.new_zeros(n_components))
+        return dist.MixtureSameFamily(equal_weights, components)
+
     def co_prior(self, n_steps: int) -> AR1Normal:
         alpha = torch.exp(-torch.exp(-self.co_log_tau))
         scale = torch.exp(self.co_log_noise_var / 2)
@@ -295,8 +321,7 @@ class LFADS(PyroModule):
 
     def sample_factors(self, n_batch: int, n_steps: int, inputs=None) -> torch.Tensor:
         """Sample ``ic`` (and ``co``) and record the ``factors`` site; inside the trials plate."""
-        ic_prior = dist.Normal(self.ic_prior_mean, self.ic_prior_scale)
-        ic = pyro.sample("ic", ic_prior.expand([n_batch, self.ic_dim]).to_event(1))
+        ic = pyro.sample("ic", self.ic_prior().expand([n_batch]))
         co = None
         if self.co_dim:
             co = pyro.sample("co", self.co_prior(n_steps).expand([n_batch]))

@@ -43,6 +43,46 @@ def test_model_and_guide_sites_and_plates_match(co_dim):
         assert model_trace.nodes[name]["value"] is guide_trace.nodes[name]["value"]
 
 
+def test_mixture_ic_prior_is_the_mean_of_its_components_densities():
+    model = LFADS(5, ic_prior_components=3, **SIZES)
+    ic = torch.randn(7, SIZES["ic_dim"])
+    mean, scale = model.ic_prior_mean, model.ic_prior_log_scale.exp()
+    each = torch.distributions.Normal(mean, scale).log_prob(ic[:, None]).sum(-1)  # [7, 3]
+    expected = torch.logsumexp(each, -1) - math.log(3)
+    torch.testing.assert_close(model.ic_prior().log_prob(ic), expected)
+    single = LFADS(5, ic_prior_var=0.1, **SIZES).ic_prior()
+    expected = torch.distributions.Normal(0.0, math.sqrt(0.1)).log_prob(ic).sum(-1)
+    torch.testing.assert_close(single.log_prob(ic), expected)
+
+
+def test_mixture_ic_prior_learns_shared_starts():
+    """Fitted to initial conditions drawn near two shared starts, the mixture puts a component
+    on each start and shrinks its scale to their spread, as the ELBO's ic term asks."""
+    torch.manual_seed(0)
+    starts = torch.tensor([[1.0, -1.0, 0.5], [-1.0, 1.0, -0.5]])
+    ic = starts.repeat(50, 1) + 0.05 * torch.randn(100, 3)
+    model = LFADS(5, ic_prior_components=2, **SIZES)
+    prior_params = [model.ic_prior_mean, model.ic_prior_log_scale]
+    optimizer = torch.optim.Adam(prior_params, lr=0.05)
+    for _ in range(300):
+        optimizer.zero_grad()
+        (-model.ic_prior().log_prob(ic).mean()).backward()
+        optimizer.step()
+    distance = torch.cdist(starts, model.ic_prior_mean.detach())
+    assert distance.min(1).values.max() < 0.05  # each start has a component on it
+    assert model.ic_prior_log_scale.exp().max() < 0.1  # from √0.1 ≈ 0.32
+
+
+def test_model_and_guide_train_with_a_mixture_ic_prior():
+    model = LFADS(5, co_dim=1, ic_prior_components=4, **SIZES)
+    guide = LFADSEncoder(model, enc_dim=4, ci_dim=3, con_dim=4)
+    loss = pyro.infer.Trace_ELBO().differentiable_loss(model, guide, counts())
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert model.ic_prior_mean.grad.abs().sum() > 0
+    assert model.ic_prior_log_scale.grad.abs().sum() > 0
+
+
 def test_model_reuses_the_guide_generator_run_exactly():
     torch.manual_seed(0)
     model = LFADS(5, co_dim=1, **SIZES)
@@ -186,7 +226,14 @@ def test_malformed_counts_are_rejected(bad, message):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(ic_dim=0), dict(co_dim=-1), dict(likelihood="bernoulli"), dict(dt=0.0)]
+    "kwargs",
+    [
+        dict(ic_dim=0),
+        dict(co_dim=-1),
+        dict(likelihood="bernoulli"),
+        dict(dt=0.0),
+        dict(ic_prior_components=0),
+    ],
 )
 def test_bad_configuration_is_rejected(kwargs):
     with pytest.raises(ValueError):
