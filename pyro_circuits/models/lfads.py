@@ -209,6 +209,7 @@ class LFADS(PyroModule):
         if co_prior_df is not None and co_prior_df <= 0:
             raise ValueError(f"co_prior_df must be positive or None, got {co_prior_df}")
         self.co_prior_df = co_prior_df
+        self.ic_prior_components = ic_prior_components
         if ic_prior_components == 1:
             self.ic_prior_mean = nn.Parameter(torch.zeros(ic_dim))
             self.register_buffer("ic_prior_scale", torch.full((ic_dim,), math.sqrt(ic_prior_var)))
@@ -288,11 +289,11 @@ class LFADS(PyroModule):
 
     def ic_prior(self) -> dist.TorchDistribution:
         """p(ic), event shape [ic_dim]: a Gaussian, or the mixture of ``ic_prior_components``."""
-        if self.ic_prior_mean.dim() == 1:
+        if self.ic_prior_components == 1:
             return dist.Normal(self.ic_prior_mean, self.ic_prior_scale).to_event(1)
         components = dist.Normal(self.ic_prior_mean, self.ic_prior_log_scale.exp()).to_event(1)
-        n_components = self.ic_prior_mean.shape[0]
-        equal_weights = dist.Categorical(logits=self.ic_prior_mean.new_zeros(n_components))
+        logits = self.ic_prior_mean.new_zeros(self.ic_prior_components)
+        equal_weights = dist.Categorical(logits=logits)
         return dist.MixtureSameFamily(equal_weights, components)
 
     def co_prior(self, n_steps: int) -> AR1Normal:
