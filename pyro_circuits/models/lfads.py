@@ -139,7 +139,7 @@ class LFADS(PyroModule):
             Gaussians whose means (drawn from N(0, ic_prior_var)) and scales (starting at
             √ic_prior_var) are learnt: for trials that start from a few shared states, such as
             an experiment's K conditions, so that a trial's initial condition can borrow from
-            the others of its cluster. The ELBO's ic term is then sampled, not analytic.
+            the others of its cluster. It has no closed-form KL to the guide's Gaussian.
         co_tau, co_noise_var: initial AR(1) time constant (bins) and process variance of the
             ``co`` prior; both are learnt. co_prior_df: Student-t degrees of freedom of the
             prior's innovations (:class:`AR1StudentT`, for pulse-like inputs); ``None`` (the
