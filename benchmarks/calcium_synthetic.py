@@ -158,9 +158,9 @@ CONFIGS = {
         batch_size=64,
         # 3e-3, not svlae.yaml's 1e-2: the ladder read rates 0.682 against 0.658 in 40 min
         # (0.698 / 0.688 in 60 min on seeds 0 / 1, 0.694 in the table's 115) and LFADS on the
-        # true spikes 0.691 against 0.677; the two shallow baselines lost
-        # a little, OASIS + LFADS 0.647 against 0.661 and Gaussian-LFADS 0.250 against 0.287
-        # (docs/benchmarks.md, one-off runs). One rate for every row keeps the table like for like.
+        # true spikes 0.691 against 0.677; the two shallow baselines lost a little, OASIS +
+        # LFADS 0.647 against 0.661 and Gaussian-LFADS 0.250 against 0.287 (docs/benchmarks.md,
+        # one-off runs). One rate for every row keeps the table like for like.
         lr=3e-3,
         patience=30,
     ),
