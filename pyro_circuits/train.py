@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import os
 import time
@@ -24,6 +25,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.poutine.scale_messenger import ScaleMessenger
+from torch.optim import swa_utils
 from tqdm.auto import tqdm
 
 from pyro_circuits.checks import require_positive_ints
@@ -173,11 +175,24 @@ class SVIFit:
     wall_time: float = 0.0
     #: Why training stopped early on a non-finite value (see :func:`train`), else None.
     diverged: str | None = None
+    #: The moving average of the parameters (model and guide state dicts) that :func:`train`
+    #: keeps with ``average_decay``, else None; :meth:`averaged` fits with it.
+    averaged_state: tuple[dict, dict] | None = None
 
     @property
     def best_epoch(self) -> int | None:
         """The epoch whose parameters were restored (counted from 0), or None if none was."""
         return max((h["epoch"] for h in self.history if h["best"]), default=None)
+
+    def averaged(self) -> SVIFit:
+        """A copy of the fit whose model and guide hold the moving average of the parameters
+        (:func:`train`'s ``average_decay``) instead of the restored epoch's."""
+        if self.averaged_state is None:
+            raise ValueError("this fit keeps no average: train it with average_decay")
+        model, guide = copy.deepcopy((self.model, self.guide))  # the guide may share the model
+        model.load_state_dict(self.averaged_state[0])
+        guide.load_state_dict(self.averaged_state[1])
+        return dataclasses.replace(self, model=model, guide=guide)
 
     @torch.no_grad()
     def _trace(self, counts, inputs, num_samples, seed, push_mean=False):
@@ -323,6 +338,7 @@ def train(
     max_time: float | None = None,
     elbo: pyro.infer.ELBO | None = None,
     checkpoint: str | os.PathLike | None = None,
+    average_decay: float | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -350,8 +366,11 @@ def train(
     zeroed (the rest scaled by 1/(1 - cd_rate)) and the likelihood score only the zeroed entries.
     ``staged`` applies the ladder models' schedule (:class:`Staged`) instead of ``l2_warmup`` for
     the L2 penalty. With ``checkpoint`` the full state is saved after every epoch and an existing
-    checkpoint is resumed. ``elbo`` defaults to ``Trace_ELBO()``. Each history record has ``best``
-    True when its epoch became the one to restore.
+    checkpoint is resumed. With ``average_decay`` an exponential moving average of the
+    parameters (``torch.optim.swa_utils``, that decay per step) is kept from the end of the
+    warm-up on, without changing the training; :meth:`SVIFit.averaged` fits with it. ``elbo``
+    defaults to ``Trace_ELBO()``. Each history record has ``best`` True when its epoch became the
+    one to restore.
 
     Example:
         >>> from pyro_circuits.models import LFADS
@@ -370,6 +389,8 @@ def train(
     require_positive_ints(batch_size=batch_size, max_epochs=max_epochs)
     if not 0 <= cd_rate < 1:
         raise ValueError(f"cd_rate must be in [0, 1), got {cd_rate}")
+    if average_decay is not None and not 0 < average_decay < 1:
+        raise ValueError(f"average_decay must be in (0, 1), got {average_decay}")
     if lr <= 0 or clip_norm <= 0:
         raise ValueError(f"lr and clip_norm must be positive, got lr={lr}, clip_norm={clip_norm}")
     if not all(0 <= beta < 1 for beta in adam_betas) or adam_eps <= 0:
@@ -390,6 +411,12 @@ def train(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=lr_decay, patience=lr_patience, min_lr=lr_min
     )
+    average = None
+    if average_decay is not None:  # buffers are the models' constants: not averaged
+        average = swa_utils.AveragedModel(
+            torch.nn.ModuleList([model, guide]),
+            multi_avg_fn=swa_utils.get_ema_multi_avg_fn(average_decay),
+        )
     n_trials = len(counts)
     state = {
         "epoch": 0,
@@ -408,6 +435,8 @@ def train(
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         state = saved["state"]
+        if average is not None:
+            average.load_state_dict(saved["average"])
         pyro.util.set_rng_state(saved["rng"])
     else:
         pyro.set_rng_seed(seed)
@@ -506,6 +535,8 @@ def train(
             torch.nn.utils.clip_grad_norm_(params, clip_norm)
             optimizer.step()
             state["step"] += 1
+            if average is not None and state["step"] >= burn_in:
+                average.update_parameters(torch.nn.ModuleList([model, guide]))
             epoch_loss += loss.item() * len(idx) / n_trials
             if timed:
                 show_time(time.perf_counter() - start)
@@ -552,6 +583,7 @@ def train(
                 "scheduler": scheduler.state_dict(),
                 "state": state,
                 "rng": pyro.util.get_rng_state(),
+                "average": None if average is None else average.state_dict(),
             }
             torch.save(blob, path.with_suffix(".tmp"))
             os.replace(path.with_suffix(".tmp"), path)
@@ -568,7 +600,10 @@ def train(
     if state["best_params"] is not None:
         model.load_state_dict(state["best_params"][0])
         guide.load_state_dict(state["best_params"][1])
-    fit = SVIFit(model, guide, state["history"], state["elapsed"], diverged)
+    averaged_state = None
+    if average is not None and average.n_averaged > 0:
+        averaged_state = tuple(part.state_dict() for part in average.module)
+    fit = SVIFit(model, guide, state["history"], state["elapsed"], diverged, averaged_state)
     if diverged is not None:
         warnings.warn(
             f"training {diverged}; the parameters of epoch {fit.best_epoch} are kept", stacklevel=2

@@ -91,6 +91,62 @@ def test_early_stopping_and_time_budget(data):
     assert len(fit.history) == 1
 
 
+def test_average_decay_keeps_a_moving_average_without_changing_the_training(data, tmp_path):
+    kwargs = dict(max_epochs=3, batch_size=10, kl_warmup=4, progress=False, seed=1)
+    model, guide = build(co_dim=1)
+    plain = train(model, guide, data.train.counts, **kwargs)
+    with pytest.raises(ValueError, match="average_decay"):
+        plain.averaged()
+
+    model, guide = build(co_dim=1)
+    seen = []  # the parameters after each step, read when the next step's guide starts
+    snapshot = lambda: {  # noqa: E731
+        f"{part}.{k}": v.clone()
+        for part, m in (("m", model), ("g", guide))
+        for k, v in m.state_dict().items()
+    }
+    guide.register_forward_pre_hook(lambda m, a: seen.append(snapshot()) if m.training else None)
+    path = tmp_path / "fit.ckpt"
+    fit = train(model, guide, data.train.counts, average_decay=0.8, checkpoint=path, **kwargs)
+    assert [h["loss"] for h in fit.history] == [h["loss"] for h in plain.history]
+
+    last = torch.load(path, weights_only=False)  # the live parameters after the last step
+    after_step = seen[1:] + [
+        {f"m.{k}": v for k, v in last["model"].items()}
+        | {f"g.{k}": v for k, v in last["guide"].items()}
+    ]
+    assert len(after_step) == 9  # 29 trials in batches of 10, three epochs
+    expected = dict(after_step[3])  # averaging starts after step 4, the warm-up's end
+    for params in after_step[4:]:  # integer buffers (index sets) are constants
+        expected = {
+            k: 0.8 * v + 0.2 * params[k] if v.is_floating_point() else v
+            for k, v in expected.items()
+        }
+    averaged = fit.averaged()
+    got = {f"m.{k}": v for k, v in averaged.model.state_dict().items()} | {
+        f"g.{k}": v for k, v in averaged.guide.state_dict().items()
+    }
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, msg=key)
+    assert not torch.equal(got["m.readout.weight"], fit.model.state_dict()["readout.weight"])
+    rates = averaged.posterior_mean(data.valid.counts, num_samples=2)["rates"]
+    assert torch.isfinite(rates).all()
+
+
+def test_a_resumed_fit_keeps_its_moving_average(data, tmp_path):
+    kwargs = dict(batch_size=10, kl_warmup=4, average_decay=0.7, progress=False, seed=2)
+    model, guide = build()
+    straight = train(model, guide, data.train.counts, max_epochs=4, **kwargs)
+    path = tmp_path / "fit.ckpt"
+    model, guide = build()
+    train(model, guide, data.train.counts, max_epochs=2, checkpoint=path, **kwargs)
+    model, guide = build(seed=99)
+    resumed = train(model, guide, data.train.counts, max_epochs=4, checkpoint=path, **kwargs)
+    for a, b in zip(resumed.averaged_state, straight.averaged_state, strict=True):
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+
+
 def poison_after(model, steps):
     """Make ``model`` overflow from its ``steps + 1``-th training call on, as a diverging fit."""
     seen = []
@@ -253,6 +309,7 @@ def test_trained_parameters_index_the_checkpoints_optimizer_state(data, tmp_path
         (dict(valid_sites=["ic"]), "valid_sites needs valid_counts"),
         (dict(adam_betas=(0.9, 1.0)), "Adam needs"),
         (dict(adam_eps=0.0), "Adam needs"),
+        (dict(average_decay=1.0), "average_decay"),
     ],
 )
 def test_bad_arguments_are_rejected(data, kwargs, message):
