@@ -275,7 +275,7 @@ class SVIFit:
         )
 
     def save(self, path) -> None:
-        """Save model and guide parameters and the history."""
+        """Save model and guide parameters, the history and the moving average if kept."""
         torch.save(
             {
                 "model": self.model.state_dict(),
@@ -283,6 +283,7 @@ class SVIFit:
                 "history": self.history,
                 "wall_time": self.wall_time,
                 "diverged": self.diverged,
+                "averaged_state": self.averaged_state,
             },
             path,
         )
@@ -293,7 +294,14 @@ class SVIFit:
         saved = torch.load(path, weights_only=False)
         model.load_state_dict(saved["model"])
         guide.load_state_dict(saved["guide"])
-        return cls(model, guide, saved["history"], saved["wall_time"], saved.get("diverged"))
+        return cls(
+            model,
+            guide,
+            saved["history"],
+            saved["wall_time"],
+            saved.get("diverged"),
+            saved.get("averaged_state"),
+        )
 
 
 def trained_parameters(model: torch.nn.Module, guide: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -435,7 +443,7 @@ def train(
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         state = saved["state"]
-        if average is not None:
+        if average is not None and saved.get("average") is not None:
             average.load_state_dict(saved["average"])
         pyro.util.set_rng_state(saved["rng"])
     else:

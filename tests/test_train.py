@@ -131,6 +131,10 @@ def test_average_decay_keeps_a_moving_average_without_changing_the_training(data
     assert not torch.equal(got["m.readout.weight"], fit.model.state_dict()["readout.weight"])
     rates = averaged.posterior_mean(data.valid.counts, num_samples=2)["rates"]
     assert torch.isfinite(rates).all()
+    fit.save(tmp_path / "fit.pt")
+    model, guide = build(co_dim=1, seed=99)
+    loaded = SVIFit.load(tmp_path / "fit.pt", model, guide).averaged()
+    torch.testing.assert_close(loaded.model.state_dict(), averaged.model.state_dict())
 
 
 def test_a_resumed_fit_keeps_its_moving_average(data, tmp_path):
