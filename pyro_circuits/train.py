@@ -419,11 +419,10 @@ def train(
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=lr_decay, patience=lr_patience, min_lr=lr_min
     )
-    average = None
+    average, both = None, torch.nn.ModuleList([model, guide])
     if average_decay is not None:  # buffers are the models' constants: not averaged
         average = swa_utils.AveragedModel(
-            torch.nn.ModuleList([model, guide]),
-            multi_avg_fn=swa_utils.get_ema_multi_avg_fn(average_decay),
+            both, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(average_decay)
         )
     n_trials = len(counts)
     state = {
@@ -544,7 +543,7 @@ def train(
             optimizer.step()
             state["step"] += 1
             if average is not None and state["step"] >= burn_in:
-                average.update_parameters(torch.nn.ModuleList([model, guide]))
+                average.update_parameters(both)
             epoch_loss += loss.item() * len(idx) / n_trials
             if timed:
                 show_time(time.perf_counter() - start)
