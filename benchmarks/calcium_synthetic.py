@@ -369,19 +369,23 @@ def run(
             fit.posterior_mean(observations[data.valid_idx], num_samples=20, seed=seed),
         )
 
+    def refined_scores(fit, observations, post_train):
+        """Scores of ``fit``'s read of the validation ``observations`` refined for those trials
+        (:func:`refine`; the latents' map fitted on ``post_train`` as for the encoder's read)."""
+        start = time.perf_counter()
+        valid = observations[data.valid_idx]
+        tuned = refine(fit, valid, steps=refine_steps, seed=seed, progress=False)
+        post = tuned.posterior_mean(valid, num_samples=20, seed=seed)
+        return _score(data, fluor, post_train, post, post.get("spikes")) | {
+            "steps": refine_steps,
+            "minutes": (time.perf_counter() - start) / 60,
+        }
+
     def record(method, fit, scores, observations, post_train):
-        """Keep ``method``'s ``scores`` and its run's details; with ``refine_steps``, also the
-        scores of ``fit``'s read of the validation ``observations`` refined for those trials
-        (:func:`refine`; the latents' map fitted on ``post_train`` as before)."""
+        """Keep ``method``'s ``scores``, its run's details and, with ``refine_steps``, its
+        refined read's scores."""
         if refine_steps:
-            start = time.perf_counter()
-            valid = observations[data.valid_idx]
-            tuned = refine(fit, valid, steps=refine_steps, seed=seed, progress=False)
-            post = tuned.posterior_mean(valid, num_samples=20, seed=seed)
-            scores["refined"] = _score(data, fluor, post_train, post, post.get("spikes")) | {
-                "steps": refine_steps,
-                "minutes": (time.perf_counter() - start) / 60,
-            }
+            scores["refined"] = refined_scores(fit, observations, post_train)
         scores.update(
             train_minutes=fit.wall_time / 60,
             epochs=len(fit.history),
