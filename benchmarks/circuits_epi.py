@@ -31,10 +31,10 @@ import torch
 from torch.distributions import Normal
 
 from benchmarks._report import OUTPUT, ROOT, machine, read_all_json, update_section, write_json
-from pyro_circuits import perturb
 from pyro_circuits.epi import EPIConfig, FlowConfig, epi
 from pyro_circuits.epi.analysis import hessian_sensitivity
 from pyro_circuits.epi.flow import SupportedFlow
+from pyro_circuits.handlers import perturb
 from pyro_circuits.models import STG, SuperiorColliculus
 from pyro_circuits.models.stg import hub_frequency
 from pyro_circuits.models.superior_colliculus import PARAMS, POPULATIONS

@@ -29,8 +29,8 @@ import torch
 
 from benchmarks._report import OUTPUT, machine, update_section, write_json
 from pyro_circuits import metrics
+from pyro_circuits.checks import check_counts
 from pyro_circuits.datasets import lorenz
-from pyro_circuits.datasets.spike_data import check_counts
 from pyro_circuits.guides import LFADSEncoder
 from pyro_circuits.guides.ladder import LadderEncoder
 from pyro_circuits.models import LFADS

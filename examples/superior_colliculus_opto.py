@@ -15,7 +15,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from pyro_circuits import perturb
+from pyro_circuits.handlers import perturb
 from pyro_circuits.models import SuperiorColliculus
 from pyro_circuits.models.superior_colliculus import POPULATIONS
 from pyro_circuits.sites import CircuitProgram

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pyro_circuits.datasets.spike_data import check_counts
+from pyro_circuits.checks import check_counts
 from pyro_circuits.models.calcium import CalciumFluorescence, ar1_calcium
 
 __all__ = ["available", "oasis_deconvolve", "threshold_deconvolve"]

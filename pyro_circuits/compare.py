@@ -19,8 +19,8 @@ import torch
 from tqdm.auto import tqdm
 
 from pyro_circuits.checks import positive_int
-from pyro_circuits.diagnostics import predictive_distance
 from pyro_circuits.epi import EmergentProperty, EPIConfig, EPIResult, epi, moment_test
+from pyro_circuits.property import predictive_distance
 from pyro_circuits.results import InferenceResult
 from pyro_circuits.sbi import NPE, SMCABC, SMCABCResult
 

@@ -23,9 +23,10 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.nn import PyroModule
 from pyro.poutine.util import site_is_subsample
 
-__all__ = ["CircuitProgram", "SimulationError", "noise"]
+__all__ = ["CircuitProgram", "LocalPyroModule", "SimulationError", "noise"]
 
 # Pyro's effect-handler stack is global to the process: threads (e.g. joblib's threading
 # backend) must not run Pyro programs concurrently. Process-based backends run in parallel.
@@ -51,6 +52,32 @@ def noise(name: str, shape: Sequence[int] | torch.Size = (), *, like: torch.Tens
     options = {"dtype": like.dtype, "device": like.device} if like is not None else {}
     loc = torch.zeros(shape, **options)
     return pyro.sample(name, dist.Normal(loc, 1.0).to_event(loc.dim()), infer={"is_noise": True})
+
+
+class LocalPyroModule(PyroModule):
+    """A ``PyroModule`` whose parameters stay its own: each call runs under Pyro's
+    ``module_local_params`` setting, restored afterwards, so several fitted modules coexist,
+    pickle with their parameters, and never touch the global param store.
+
+    Example:
+        >>> from pyro.nn import PyroParam
+        >>> class Gain(LocalPyroModule):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.gain = PyroParam(torch.tensor(2.0))
+        ...     def forward(self, x):
+        ...         return self.gain * x
+        >>> Gain()(torch.tensor(3.0)).item(), pyro.settings.get("module_local_params")
+        (6.0, False)
+    """
+
+    def __init__(self, name: str = "") -> None:
+        with pyro.settings.context(module_local_params=True):
+            super().__init__(name)
+
+    def __call__(self, *args, **kwargs):
+        with pyro.settings.context(module_local_params=True):
+            return super().__call__(*args, **kwargs)
 
 
 def _is_parameter_candidate(site: dict) -> bool:

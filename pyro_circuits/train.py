@@ -24,39 +24,13 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.poutine.scale_messenger import ScaleMessenger
 from torch.optim import swa_utils
 from tqdm.auto import tqdm
 
 from pyro_circuits.checks import require_positive_ints
-from pyro_circuits.handlers import PushMean
+from pyro_circuits.handlers import PushMean, scale_latents
 
-__all__ = ["SVIFit", "Staged", "partial_elbo_loss", "scale_latents", "train", "trained_parameters"]
-
-
-class scale_latents(ScaleMessenger):
-    """``poutine.scale`` restricted to latent sample sites: the KL warm-up of both model and guide.
-
-    ``only`` limits it to the named sites, ``exclude`` leaves the named sites alone.
-
-    Example:
-        >>> with scale_latents(0.5):
-        ...     trace = poutine.trace(lambda: pyro.sample("z", dist.Normal(0, 1))).get_trace()
-        >>> trace.nodes["z"]["scale"]
-        0.5
-    """
-
-    def __init__(
-        self, scale: float, only: Sequence[str] | None = None, exclude: Sequence[str] = ()
-    ):
-        super().__init__(scale)
-        self.only, self.exclude = only, tuple(exclude)
-
-    def _process_message(self, msg) -> None:
-        if msg["type"] != "sample" or msg["is_observed"] or msg["name"] in self.exclude:
-            return
-        if self.only is None or msg["name"] in self.only:
-            super()._process_message(msg)
+__all__ = ["SVIFit", "Staged", "partial_elbo_loss", "train", "trained_parameters"]
 
 
 def _ramp(step: int, length: int) -> float:
@@ -405,7 +379,6 @@ def train(
         raise ValueError(
             f"Adam needs betas in [0, 1) and eps > 0, got betas={adam_betas}, eps={adam_eps}"
         )
-    pyro.settings.set(module_local_params=True)
     device = torch.device(device)
     model.to(device)
     guide.to(device)

@@ -5,9 +5,10 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from pyro_circuits.diagnostics import calibration, inference_data, predictive_distance
+from pyro_circuits.diagnostics import inference_data
 from pyro_circuits.epi import EmergentProperty
-from pyro_circuits.sbi import NPE, SMCABC
+from pyro_circuits.property import predictive_distance
+from pyro_circuits.sbi import NPE, SMCABC, calibration
 from pyro_circuits.sites import noise
 
 PROP = EmergentProperty(mean={"f": 0.0}, variance={"f": 0.25})

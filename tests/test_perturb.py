@@ -6,7 +6,7 @@ import pytest
 import torch
 from pyro import poutine
 
-from pyro_circuits import perturb
+from pyro_circuits.handlers import perturb
 
 POPS = ("a", "b", "c")
 

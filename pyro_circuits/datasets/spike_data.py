@@ -6,24 +6,9 @@ from dataclasses import dataclass, field, fields, replace
 
 import torch
 
-__all__ = ["SpikeData", "check_counts"]
+from pyro_circuits.checks import check_counts
 
-
-def check_counts(counts: torch.Tensor, name: str = "counts", *, integer: bool = True) -> None:
-    """Raise a clear error unless ``counts`` is a finite rank-3 [trials, time, neurons] tensor.
-
-    With ``integer=True`` (Poisson data) the entries must also be non-negative integers.
-    """
-    if not torch.is_tensor(counts):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(counts).__name__}")
-    if counts.dim() != 3:
-        raise ValueError(
-            f"{name} must have shape [trials, time, neurons], got {tuple(counts.shape)}"
-        )
-    if not torch.isfinite(counts).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    if integer and ((counts < 0).any() or (counts != counts.round()).any()):
-        raise ValueError(f"{name} must hold non-negative integer spike counts")
+__all__ = ["SpikeData"]
 
 
 @dataclass

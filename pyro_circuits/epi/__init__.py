@@ -1,11 +1,10 @@
 """Emergent property inference (Bittner et al., eLife 2021) on Pyro circuit models."""
 
 from pyro_circuits.epi.analysis import Sensitivity, hessian_sensitivity
-from pyro_circuits.epi.convergence import moment_test
 from pyro_circuits.epi.fit import EPIConfig, epi
 from pyro_circuits.epi.flow import FlowConfig
-from pyro_circuits.epi.property import EmergentProperty
 from pyro_circuits.epi.result import EPIResult
+from pyro_circuits.property import EmergentProperty, moment_test
 
 __all__ = [
     "EPIConfig",

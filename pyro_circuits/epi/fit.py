@@ -15,10 +15,10 @@ from torch.distributions import Normal
 from tqdm.auto import tqdm
 
 from pyro_circuits.checks import require_positive_ints
-from pyro_circuits.epi.convergence import MomentTest, moment_test, penalty_should_grow
+from pyro_circuits.epi.convergence import penalty_should_grow
 from pyro_circuits.epi.flow import FlowConfig, SupportedFlow
-from pyro_circuits.epi.property import EmergentProperty
 from pyro_circuits.epi.result import EPIResult
+from pyro_circuits.property import EmergentProperty, MomentTest, moment_test
 from pyro_circuits.sites import CircuitProgram
 from pyro_circuits.space import ParameterSpace
 

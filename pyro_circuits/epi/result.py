@@ -10,9 +10,8 @@ import torch
 
 from pyro_circuits.diagnostics import inference_data
 from pyro_circuits.epi.analysis import Sensitivity, ascend, hessian_sensitivity
-from pyro_circuits.epi.convergence import moment_test
 from pyro_circuits.epi.flow import SupportedFlow
-from pyro_circuits.epi.property import EmergentProperty
+from pyro_circuits.property import EmergentProperty, moment_test
 from pyro_circuits.results import InferenceResult
 from pyro_circuits.sites import CircuitProgram
 

@@ -6,18 +6,18 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.nn import PyroModule
 from torch import nn
 
 from pyro_circuits.checks import require_positive_ints
 from pyro_circuits.guides.lfads_encoder import LFADSEncoder, _bidirectional_gru
 from pyro_circuits.models.calcium_lfads import CalciumLFADS
 from pyro_circuits.models.lfads import init_gru
+from pyro_circuits.sites import LocalPyroModule
 
 __all__ = ["LadderEncoder"]
 
 
-class LadderEncoder(PyroModule):
+class LadderEncoder(LocalPyroModule):
     """Guide for :class:`CalciumLFADS`: dynamics-level and spike-level encoders of fluorescence.
 
     Both levels read the AR(1) innovation F_t − (1 − dt/τ) F_{t−1} of the fluorescence (the

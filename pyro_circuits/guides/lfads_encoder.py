@@ -7,12 +7,12 @@ import math
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 from torch import nn
 
 from pyro_circuits.checks import require_positive_ints
 from pyro_circuits.handlers import standard_normal
 from pyro_circuits.models.lfads import LFADS, init_gru
+from pyro_circuits.sites import LocalPyroModule
 
 __all__ = ["LFADSEncoder"]
 
@@ -34,7 +34,7 @@ def _bidirectional_gru(input_size: int, hidden_size: int) -> nn.GRU:
     return init_gru(nn.GRU(input_size, hidden_size, batch_first=True, bidirectional=True))
 
 
-class LFADSEncoder(PyroModule):
+class LFADSEncoder(LocalPyroModule):
     """Guide for :class:`~pyro_circuits.models.LFADS`, with the model's signature and sites.
 
     The encoders read ``model.encoder_input(counts)``: the spikes for LFADS, the AR(1)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import torch
 from pyro import deterministic, plate, sample
 from pyro import distributions as dist
-from pyro.nn import PyroModule, PyroParam
+from pyro.nn import PyroParam
 from torch.distributions import constraints
 
-from pyro_circuits.checks import positive_int
-from pyro_circuits.datasets.spike_data import check_counts
+from pyro_circuits.checks import check_counts, positive_int
+from pyro_circuits.sites import LocalPyroModule
 
 __all__ = ["CalciumFluorescence", "ar1_calcium", "fluorescence_from_spikes"]
 
@@ -84,7 +84,7 @@ def fluorescence_from_spikes(
     return calcium, calcium + sigma * noise.to(calcium.dtype)
 
 
-class CalciumFluorescence(PyroModule):
+class CalciumFluorescence(LocalPyroModule):
     """Gaussian fluorescence likelihood F ~ N(AR(1) calcium of ``spikes``, σ²), per neuron.
 
     Arguments:

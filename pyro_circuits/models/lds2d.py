@@ -59,7 +59,7 @@ class LDS2D:
     @staticmethod
     def oscillation():
         """The paper's property: Re λ1 = 0 ± 0.25, Im λ1 = 2π ± π/5 (1 Hz oscillation)."""
-        from pyro_circuits.epi.property import EmergentProperty
+        from pyro_circuits.property import EmergentProperty
 
         return EmergentProperty(
             mean={"real_lambda": 0.0, "imag_lambda": 2 * math.pi},

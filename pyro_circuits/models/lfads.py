@@ -15,12 +15,11 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.distributions.torch_distribution import TorchDistribution
-from pyro.nn import PyroModule
 from torch import nn
 from torch.distributions import constraints
 
-from pyro_circuits.checks import require_positive_ints
-from pyro_circuits.datasets.spike_data import check_counts
+from pyro_circuits.checks import check_counts, require_positive_ints
+from pyro_circuits.sites import LocalPyroModule
 
 __all__ = ["LFADS", "AR1Normal", "AR1StudentT"]
 
@@ -126,7 +125,7 @@ def init_gru(module: nn.GRU | nn.GRUCell) -> nn.GRU | nn.GRUCell:
     return module
 
 
-class LFADS(PyroModule):
+class LFADS(LocalPyroModule):
     """The LFADS generative model for spike counts [trials, time, neurons].
 
     Arguments:

@@ -70,7 +70,7 @@ class Rank2RNN:
     @staticmethod
     def stable_amplification():
         """The paper's property: Re λ1 = 0.5 ± 0.25 and λ1ˢ = 1.5 ± 0.25."""
-        from pyro_circuits.epi.property import EmergentProperty
+        from pyro_circuits.property import EmergentProperty
 
         return EmergentProperty(
             mean={"real_lambda": 0.5, "sym_lambda": 1.5},

@@ -8,7 +8,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from pyro_circuits import perturb
+from pyro_circuits.handlers import perturb
 from pyro_circuits.sites import noise
 
 __all__ = ["NEURONS", "STG", "hub_frequency"]
@@ -159,6 +159,6 @@ class STG:
     @staticmethod
     def intermediate_hub_frequency():
         """The paper's property: hub frequency 0.55 ± 0.025 Hz."""
-        from pyro_circuits.epi.property import EmergentProperty
+        from pyro_circuits.property import EmergentProperty
 
         return EmergentProperty(mean={"hub_freq": 0.55}, variance={"hub_freq": 0.025**2})

@@ -6,8 +6,8 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from pyro_circuits import perturb
 from pyro_circuits.checks import positive_int
+from pyro_circuits.handlers import perturb
 from pyro_circuits.sites import noise
 
 __all__ = ["POPULATIONS", "SuperiorColliculus", "connectivity"]
@@ -118,7 +118,7 @@ class SuperiorColliculus:
     @staticmethod
     def rapid_task_switching():
         """The paper's property: Pro and Anti accuracy 0.75 ± 0.075 each."""
-        from pyro_circuits.epi.property import EmergentProperty
+        from pyro_circuits.property import EmergentProperty
 
         return EmergentProperty(
             mean={"pro_accuracy": 0.75, "anti_accuracy": 0.75},

@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from pyro_circuits.epi import EmergentProperty, moment_test
 from pyro_circuits.epi.convergence import penalty_should_grow
+from pyro_circuits.property import EmergentProperty, moment_test
 
 
 def _batch_violations(loc, scale, prop, batches=200, size=500):

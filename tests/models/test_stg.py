@@ -8,7 +8,7 @@ import pytest
 import torch
 from pyro import poutine
 
-from pyro_circuits import perturb
+from pyro_circuits.handlers import perturb
 from pyro_circuits.models.stg import STG, hub_frequency
 from pyro_circuits.sites import CircuitProgram
 

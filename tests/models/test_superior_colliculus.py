@@ -5,7 +5,7 @@ import pytest
 import torch
 from pyro import poutine
 
-from pyro_circuits import perturb
+from pyro_circuits.handlers import perturb
 from pyro_circuits.models.superior_colliculus import POPULATIONS, SuperiorColliculus, connectivity
 from pyro_circuits.sites import CircuitProgram
 

@@ -1,16 +1,16 @@
-"""Effect handlers for reading out fitted guides.
+"""Read-out handlers for fitted guides.
 
 :class:`PushMean` replaces every latent draw by its distribution's mean: LFADS's "posterior push
 mean" read-out. Guides that draw a reparameterised sequence by hand (the LFADS controller's
-inputs, step by step) take their noise from :func:`standard_normal`, which is zero under it.
+inputs, step by step) take their noise from :func:`standard_normal`, an effectful draw that it sets to zero.
 """
 
 from __future__ import annotations
 
 import torch
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.runtime import _PYRO_STACK
-from pyro.poutine.subsample_messenger import _Subsample
+from pyro.poutine.runtime import effectful
+from pyro.poutine.util import site_is_subsample
 
 __all__ = ["PushMean", "standard_normal"]
 
@@ -29,9 +29,18 @@ class PushMean(Messenger):
     """
 
     def _pyro_sample(self, msg):
-        plate_indices = isinstance(msg["fn"], _Subsample)
-        if not (msg["is_observed"] or plate_indices) and msg["value"] is None:
+        if not (msg["is_observed"] or site_is_subsample(msg)) and msg["value"] is None:
             msg["value"] = msg["fn"].mean
+
+    def _pyro_standard_normal(self, msg):
+        msg["value"] = torch.zeros(*msg["args"], **msg["kwargs"])
+
+
+def _randn(shape, device=None) -> torch.Tensor:
+    return torch.randn(shape, device=device)
+
+
+_standard_normal = effectful(_randn, type="standard_normal")
 
 
 def standard_normal(shape, device=None) -> torch.Tensor:
@@ -43,6 +52,4 @@ def standard_normal(shape, device=None) -> torch.Tensor:
         ...     standard_normal((2,)).tolist()
         [0.0, 0.0]
     """
-    if any(isinstance(frame, PushMean) for frame in _PYRO_STACK):
-        return torch.zeros(shape, device=device)
-    return torch.randn(shape, device=device)
+    return _standard_normal(shape, device=device)

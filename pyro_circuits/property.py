@@ -1,12 +1,14 @@
-"""Emergent properties: target means and variances of named statistic sites."""
+"""Emergent properties: target means and variances of named statistic sites, and the two checks
+every method is judged by (the moment test and the predictive distance)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
-__all__ = ["EmergentProperty"]
+__all__ = ["EmergentProperty", "MomentTest", "moment_test", "predictive_distance"]
 
 
 class EmergentProperty:
@@ -124,3 +126,56 @@ class EmergentProperty:
             f"{k}: {self.mean[k].tolist()} ± {self.variance[k].sqrt().tolist()}" for k in self.names
         ]
         return f"EmergentProperty({'; '.join(parts)})"
+
+
+@dataclass
+class MomentTest:
+    """Result of the bootstrap convergence test over M batch means of the constraint violation R."""
+
+    mean_violation: torch.Tensor  # (m,) R averaged over all batches
+    p_values: torch.Tensor  # (m,) two-sided sign-test p-values
+    threshold: float  # α / m (Bonferroni)
+
+    @property
+    def converged(self) -> bool:
+        return bool((self.p_values > self.threshold).all())
+
+
+def moment_test(batch_violations: torch.Tensor, alpha: float = 0.05) -> MomentTest:
+    """Test "E[T] = μ_opt" from ``batch_violations`` (M, m): batch means of T minus the target.
+
+    Per constraint the p-value is 2·min(P(R > 0), P(R < 0)) over the M batches, and the
+    distribution has converged iff every p-value exceeds α/m (Bonferroni).
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> moment_test(torch.randn(200, 2)).converged
+        True
+        >>> moment_test(torch.randn(200, 2) + 4.0).converged
+        False
+    """
+    if batch_violations.dim() != 2:
+        raise ValueError(
+            f"batch_violations must have shape (M, m), got {tuple(batch_violations.shape)}"
+        )
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    above = (batch_violations > 0).double().mean(0)
+    below = (batch_violations < 0).double().mean(0)
+    p_values = 2 * torch.minimum(above, below)
+    return MomentTest(batch_violations.mean(0), p_values, alpha / batch_violations.shape[1])
+
+
+def predictive_distance(stats, prop) -> float:
+    """‖mean of the statistics − property mean‖₂, the paper's shared convergence distance.
+
+    ``stats`` is ``{name: (n, *shape)}`` or the flat ``(n, k)`` matrix in the property's order.
+
+    Example:
+        >>> prop = EmergentProperty(mean={"f": [0.0, 0.0]}, variance={"f": [1.0, 1.0]})
+        >>> predictive_distance(torch.tensor([[3.0, 4.0], [3.0, 4.0]]), prop)
+        5.0
+    """
+    flat = prop.flatten(stats) if isinstance(stats, Mapping) else torch.as_tensor(stats)
+    flat = flat.reshape(flat.shape[0], -1)
+    return float((flat.mean(0) - prop.mean_vector.to(flat)).norm())

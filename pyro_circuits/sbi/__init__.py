@@ -1,0 +1,19 @@
+"""NPE and SMC-ABC from sbi on Pyro circuit models: the bridge, the methods, their results, SBC."""
+
+from pyro_circuits.sbi.bridge import Simulator, observation, sbi_prior
+from pyro_circuits.sbi.calibration import calibration
+from pyro_circuits.sbi.npe import NPE
+from pyro_circuits.sbi.result import NPEResult, SMCABCResult
+from pyro_circuits.sbi.smcabc import SMCABC, SMCABCStalled
+
+__all__ = [
+    "NPE",
+    "NPEResult",
+    "SMCABC",
+    "SMCABCResult",
+    "SMCABCStalled",
+    "Simulator",
+    "calibration",
+    "observation",
+    "sbi_prior",
+]
