@@ -13,7 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import arviz as az
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -22,9 +21,9 @@ from pyro_circuits.checks import positive_int
 from pyro_circuits.epi import EmergentProperty, EPIConfig, EPIResult, epi, moment_test
 from pyro_circuits.property import predictive_distance
 from pyro_circuits.results import InferenceResult
-from pyro_circuits.sbi import NPE, SMCABC, SMCABCResult
+from pyro_circuits.sbi import NPE, SMCABC
 
-__all__ = ["METHODS", "compare", "convergence_trace", "markdown_table", "write_comparison"]
+__all__ = ["METHODS", "compare", "markdown_table", "write_comparison"]
 
 
 def _run_epi(model, prop, budget, seed, progress, **options) -> EPIResult:
@@ -65,38 +64,6 @@ METHODS: dict[str, Callable[..., InferenceResult]] = {
 }
 
 
-def convergence_trace(result: InferenceResult) -> pd.DataFrame:
-    """``simulations``, ``wall_time`` and ``distance`` = ‖E[f] − μ‖₂ at each checkpoint.
-
-    Checkpoints are EPI epochs (from the end-of-epoch test batches), NPE rounds and SMC-ABC
-    populations: where the paper evaluates its shared convergence criterion (Fig. 2A/B). For
-    SMC-ABC the distance is ε (at least the distance of the population mean): the paper counts
-    it as converged when the whole population is within ε = 0.5.
-    """
-    if isinstance(result, EPIResult):
-        prop, history = result.prop, result.history
-        columns = [f"R E[{c[2:-1]}]" for c in prop.constraint_names if c.startswith("E[")]
-        violations = history[columns].to_numpy()
-        if result.settings["config"].get("standardize", False):
-            violations = violations * prop.variance_vector.sqrt().numpy()
-        return pd.DataFrame(
-            {
-                "simulations": history["simulations"],
-                "wall_time": history["wall_time"],
-                "distance": np.sqrt((violations**2).sum(1)),
-            }
-        )
-    history = getattr(result, "history", None)
-    if history is None:
-        return pd.DataFrame(columns=["simulations", "wall_time", "distance"])
-    trace = history[["simulations", "wall_time", "distance"]].reset_index(drop=True)
-    if isinstance(result, SMCABCResult):
-        # Every accepted simulation lies within ε of μ, so ε bounds the distance of their mean;
-        # the paper counts SMC-ABC as converged once the population is within ε = 0.5.
-        trace["distance"] = np.maximum(trace["distance"], history["epsilon"].to_numpy())
-    return trace
-
-
 def _to_convergence(trace: pd.DataFrame, threshold: float) -> tuple[float, float]:
     hits = trace[trace["distance"] < threshold]
     if hits.empty:
@@ -120,17 +87,15 @@ def _row(
     batch = draws // moment_batches
     violations = (prop.sufficient_statistics(stats) - prop.target)[: batch * moment_batches]
     moments = moment_test(violations.reshape(moment_batches, batch, -1).mean(1))
-    sims, wall = _to_convergence(convergence_trace(result), threshold)
-    entropy = getattr(result, "selected_entropy", None)
-    if entropy is None and hasattr(result, "entropy"):
-        entropy = result.entropy()
+    sims, wall = _to_convergence(result.convergence_trace(), threshold)
+    entropy = result.entropy()
     row = {
         "method": method,
         "seed": seed,
         "converged": distance < threshold,
         "distance": distance,
         "moment_test": moments.converged,
-        "epi_converged": getattr(result, "converged", None) if method == "epi" else None,
+        "epi_converged": result.converged if method == "epi" else None,
         "wall_time": result.wall_time,
         "simulations": result.simulations,
         "simulations_to_converge": sims,

@@ -8,7 +8,16 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["EmergentProperty", "MomentTest", "moment_test", "predictive_distance"]
+__all__ = [
+    "CONVERGENCE_DISTANCE",
+    "EmergentProperty",
+    "MomentTest",
+    "moment_test",
+    "predictive_distance",
+]
+
+#: The paper's shared convergence criterion: ‖E[f] − μ‖₂ below this (Bittner et al. 2021, Fig. 2).
+CONVERGENCE_DISTANCE = 0.5
 
 
 class EmergentProperty:

@@ -6,7 +6,7 @@ import arviz as az
 import matplotlib.pyplot as plt
 import pytest
 
-from pyro_circuits.compare import METHODS, compare, convergence_trace, markdown_table
+from pyro_circuits.compare import METHODS, compare, markdown_table
 from pyro_circuits.epi import EPIConfig, FlowConfig, epi
 from pyro_circuits.models import LDS2D, Rank2RNN
 
@@ -90,7 +90,7 @@ def test_convergence_trace_of_epi_is_in_statistic_units():
     prop = Rank2RNN.stable_amplification()
     config = EPIConfig(batch_size=20, epochs=1, iterations=2, test_batches=10, init_iterations=2)
     result = epi(Rank2RNN(2), prop, config=config, flow=FlowConfig(units=8), progress=False)
-    trace = convergence_trace(result)
+    trace = result.convergence_trace()
     assert list(trace.columns) == ["simulations", "wall_time", "distance"]
     assert trace["simulations"].tolist() == [0, 40]
     last = result.history.iloc[-1]
@@ -119,7 +119,7 @@ def test_convergence_trace_of_smcabc_uses_the_population_threshold():
     from pyro_circuits.sbi import SMCABC
 
     result = SMCABC(LDS2D(), LDS2D.oscillation(), simulations=300, particles=25, progress=False)
-    trace = convergence_trace(result)
+    trace = result.convergence_trace()
     assert (trace["distance"] >= result.history["epsilon"]).all()
     assert (trace["distance"] >= result.history["distance"]).all()
     assert trace["simulations"].iloc[0] == 50

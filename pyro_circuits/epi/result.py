@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import arviz as az
+import numpy as np
 import pandas as pd
 import torch
 
@@ -75,8 +76,11 @@ class EPIResult(InferenceResult):
         return self.q.log_prob(self._flat(z))
 
     @torch.no_grad()
-    def entropy(self, n: int = 10_000, seed: int | None = 0) -> float:
-        """Monte-Carlo estimate of H(q) = −E_q[log q(z)] in nats."""
+    def entropy(self, n: int | None = None, seed: int | None = 0) -> float:
+        """H(q) = −E_q[log q(z)] in nats: by default the estimate EPI selected the epoch by (over
+        its M × N test draws); with ``n`` a fresh Monte-Carlo estimate over ``n`` draws."""
+        if n is None:
+            return self.selected_entropy
         if seed is not None:
             torch.manual_seed(seed)
         return -self.q.rsample_and_log_prob(n)[1].mean().item()
@@ -156,6 +160,21 @@ class EPIResult(InferenceResult):
         point = self._flat(z)[0]
         return hessian_sensitivity(
             lambda t: self.q.log_prob(t.unsqueeze(0))[0], point, self.space.coordinate_names
+        )
+
+    def convergence_trace(self) -> pd.DataFrame:
+        """The distance ‖E[f] − μ‖₂ after each epoch, from its end-of-epoch test batches."""
+        prop, history = self.prop, self.history
+        columns = [f"R E[{c[2:-1]}]" for c in prop.constraint_names if c.startswith("E[")]
+        violations = history[columns].to_numpy()
+        if self.settings["config"].get("standardize", False):
+            violations = violations * prop.variance_vector.sqrt().numpy()
+        return pd.DataFrame(
+            {
+                "simulations": history["simulations"],
+                "wall_time": history["wall_time"],
+                "distance": np.sqrt((violations**2).sum(1)),
+            }
         )
 
     def to_inference_data(self, n: int = 2000, seed: int | None = 0) -> az.InferenceData:
