@@ -4,72 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from pyro_circuits.epi import EmergentProperty, EPIConfig, FlowConfig, epi
-from pyro_circuits.models import LDS2D, STG, Rank2RNN, SuperiorColliculus
+from pyro_circuits.catalog import MODELS, BuiltinModel, resolve
+from pyro_circuits.epi import epi
 
-__all__ = ["MODELS", "main"]
+__all__ = ["main"]
 
-
-@dataclass(frozen=True)
-class BuiltinModel:
-    """A model of the CLI's table: how to build it, its property and its EPI settings."""
-
-    build: Callable[[int], Callable]  # from the size argument --n
-    property: Callable[[], EmergentProperty]
-    config: EPIConfig
-    flow: FlowConfig
-    summary: str
-
-
-MODELS: dict[str, BuiltinModel] = {
-    "lds2d": BuiltinModel(
-        build=lambda n: LDS2D(),
-        property=LDS2D.oscillation,
-        config=EPIConfig(batch_size=500, epochs=10, iterations=1000, c0=1e-3, beta=8.0),
-        flow=FlowConfig(units=50),
-        summary="2-D linear system, property: 1 Hz oscillation (Bittner et al. 2021, Fig. 1)",
-    ),
-    "rank2_rnn": BuiltinModel(
-        build=lambda n: Rank2RNN(n),
-        property=Rank2RNN.stable_amplification,
-        config=EPIConfig(
-            batch_size=200,
-            epochs=10,
-            iterations=500,
-            c0=1e3,
-            test_batch_size=200,
-            standardize=False,
-        ),
-        flow=FlowConfig(units=100),
-        summary="rank-2 RNN of --n neurons, property: stable amplification (Fig. 2)",
-    ),
-    "stg": BuiltinModel(
-        build=lambda n: STG(),
-        property=STG.intermediate_hub_frequency,
-        config=EPIConfig(batch_size=100, epochs=4, iterations=300, beta=2.0, test_batch_size=100),
-        flow=FlowConfig(units=25),
-        summary="stomatogastric subcircuit, property: hub frequency 0.55 Hz (Fig. 3)",
-    ),
-    "superior_colliculus": BuiltinModel(
-        build=lambda n: SuperiorColliculus(),
-        property=SuperiorColliculus.rapid_task_switching,
-        config=EPIConfig(
-            batch_size=100,
-            epochs=8,
-            iterations=400,
-            c0=1e2,
-            beta=2.0,
-            test_batch_size=25,
-            standardize=False,
-        ),
-        flow=FlowConfig(units=50),
-        summary="superior colliculus Pro/Anti task, property: 75 % accuracy in both (Fig. 5)",
-    ),
-}
+MODEL_HELP = "a built-in model name, or your own as package.module:callable"
 
 
 def _model_list() -> str:
@@ -86,11 +29,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "epi",
-        help="run emergent property inference on a built-in model",
+        help="run emergent property inference on a built-in or user model",
         epilog=f"built-in models:\n{_model_list()}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("model", choices=sorted(MODELS), metavar="MODEL", help="built-in model name")
+    run.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     run.add_argument("--n", type=int, default=2, help="network size for sized models (default 2)")
     run.add_argument("--out", type=Path, default=Path("epi-output"), help="output folder")
     run.add_argument(
@@ -103,11 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     cmp = commands.add_parser(
         "compare",
-        help="run EPI, NPE and SMC-ABC on a built-in model and compare them",
+        help="run EPI, NPE and SMC-ABC on a built-in or user model and compare them",
         epilog=f"built-in models:\n{_model_list()}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cmp.add_argument("model", choices=sorted(MODELS), metavar="MODEL", help="built-in model name")
+    cmp.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     cmp.add_argument("--n", type=int, default=2, help="network size for sized models (default 2)")
     cmp.add_argument(
         "--methods", nargs="+", default=["epi", "npe", "smcabc"], help="methods to run"
@@ -121,10 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_epi(args: argparse.Namespace) -> int:
+def _run_epi(args: argparse.Namespace, entry: BuiltinModel) -> int:
     from pyro_circuits.reports import write_epi_report
 
-    entry = MODELS[args.model]
     overrides = {
         key: value
         for key, value in {
@@ -157,10 +99,9 @@ def _run_epi(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_compare(args: argparse.Namespace) -> int:
+def _run_compare(args: argparse.Namespace, entry: BuiltinModel) -> int:
     from pyro_circuits.compare import compare, markdown_table
 
-    entry = MODELS[args.model]
     prop = entry.property()
     print(f"comparing {', '.join(args.methods)} on {args.model} for {prop}")
     options = {"epi": {"config": replace(entry.config, stop_early=True), "flow": entry.flow}}
@@ -182,13 +123,21 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "models":
         print(_model_list())
         return 0
-    if args.command == "compare":
-        return _run_compare(args)
-    return _run_epi(args)
+    if (
+        str(Path.cwd()) not in sys.path
+    ):  # a user's module in the working folder, as python -m finds it
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        entry = resolve(args.model)
+    except (ValueError, TypeError) as error:
+        parser.error(str(error))
+    run = _run_compare if args.command == "compare" else _run_epi
+    return run(args, entry)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,9 @@ def test_simulator_matches_the_model_called_directly():
     pyro.set_rng_seed(3)
     with pyro.plate("particles", 6, dim=-1):
         trace = poutine.trace(
-            poutine.condition(model, {"U": theta[:, :6], "V": theta[:, 6:]})
+            poutine.condition(
+                model, {"U": theta[:, :6].reshape(6, 3, 2), "V": theta[:, 6:].reshape(6, 3, 2)}
+            )
         ).get_trace()
     direct = torch.stack([trace.nodes[s]["value"] for s in ("real_lambda", "sym_lambda")], -1)
     assert x.shape == (6, 2)
@@ -162,8 +164,8 @@ def test_pair_plot_on_vector_sites():
         Rank2RNN(2), Rank2RNN.stable_amplification(), simulations=400, particles=40, progress=False
     )
     idata = result.to_inference_data(n=40)
-    assert idata.posterior["U"].dims == ("chain", "draw", "U_dim_0")
-    az.plot_pair(idata, var_names=["U"], coords={"U_dim_0": [0, 1]})
+    assert idata.posterior["U"].dims == ("chain", "draw", "U_dim_0", "U_dim_1")  # U is n × 2
+    az.plot_pair(idata, var_names=["U"], coords={"U_dim_0": [0, 1], "U_dim_1": [0]})
     plt.close("all")
 
 

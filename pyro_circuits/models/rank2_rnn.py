@@ -34,7 +34,7 @@ def symmetric_max_eigenvalue(U: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
 class Rank2RNN:
     """Rank-2 RNN with connectivity W = U Vᵀ + noise (Bittner et al. 2021, Fig. 2).
 
-    Parameters ``U`` and ``V`` (each 2n values in [-1, 1], read as n × 2 matrices); on every call
+    Parameters ``U`` and ``V`` (n × 2 matrices with entries in [-1, 1]); on every call
     they are perturbed by ``g`` times fresh standard-normal noise, as in the paper (g = 0.01).
     Statistics: ``real_lambda`` (real part of W's principal eigenvalue, from the 2 × 2 matrix
     VᵀU that shares W's non-zero spectrum) and ``sym_lambda`` (largest eigenvalue of (W+Wᵀ)/2).
@@ -43,7 +43,7 @@ class Rank2RNN:
         >>> from pyro_circuits.sites import CircuitProgram
         >>> program = CircuitProgram(Rank2RNN(n=3))
         >>> program.param_shapes["U"]
-        torch.Size([6])
+        torch.Size([3, 2])
     """
 
     def __init__(self, n: int = 2, g: float = 0.01) -> None:
@@ -55,11 +55,11 @@ class Rank2RNN:
         self.g = g
 
     def __call__(self) -> None:
-        prior = dist.Uniform(-torch.ones(2 * self.n), torch.ones(2 * self.n)).to_event(1)
+        prior = dist.Uniform(-torch.ones(self.n, 2), torch.ones(self.n, 2)).to_event(2)
         U = pyro.sample("U", prior)
         V = pyro.sample("V", prior)
-        U = U.unflatten(-1, (self.n, 2)) + self.g * noise("U_noise", (self.n, 2), like=U)
-        V = V.unflatten(-1, (self.n, 2)) + self.g * noise("V_noise", (self.n, 2), like=V)
+        U = U + self.g * noise("U_noise", (self.n, 2), like=U)
+        V = V + self.g * noise("V_noise", (self.n, 2), like=V)
         reduced = V.transpose(-1, -2) @ U
         real, _ = principal_eigenvalue_2x2(
             reduced[..., 0, 0], reduced[..., 0, 1], reduced[..., 1, 0], reduced[..., 1, 1]

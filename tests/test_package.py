@@ -1,0 +1,44 @@
+"""Importing the package has no process-wide effect; its public names are where users look."""
+
+import subprocess
+import sys
+
+IMPORT_CHANGES_NOTHING = """
+import pyro, torch
+from pyro.nn import PyroModule, PyroParam
+
+before = pyro.settings.get()
+import pyro_circuits
+assert pyro.settings.get() == before, (before, pyro.settings.get())
+
+class Scale(PyroModule):  # a user's own module keeps using the global param store
+    def __init__(self):
+        super().__init__()
+        self.s = PyroParam(torch.tensor(2.0))
+    def forward(self):
+        return self.s
+
+Scale()()
+assert "s" in pyro.get_param_store(), list(pyro.get_param_store())
+"""
+
+
+def test_importing_the_package_leaves_pyro_settings_and_the_param_store_alone():
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_CHANGES_NOTHING], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_package_module_keeps_its_parameters_without_touching_the_setting():
+    import pyro
+
+    from pyro_circuits.models import LFADS
+
+    pyro.clear_param_store()
+    model = LFADS(3, ic_dim=2, gen_dim=4, fac_dim=2)
+    before = pyro.settings.get("module_local_params")
+    pyro.set_rng_seed(0)
+    model(pyro.distributions.Poisson(1.0).sample((2, 5, 3)))
+    assert pyro.settings.get("module_local_params") == before
+    assert len(pyro.get_param_store()) == 0
