@@ -24,7 +24,7 @@ from pyro_circuits.datasets import lorenz
 from pyro_circuits.guides.ladder import LadderEncoder
 from pyro_circuits.models.calcium import fluorescence_from_spikes
 from pyro_circuits.models.calcium_lfads import CalciumLFADS
-from pyro_circuits.train import Staged, train
+from pyro_circuits.svi import Staged, train
 
 TAU, SIGMA = 0.4, 0.2
 

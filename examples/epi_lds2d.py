@@ -14,7 +14,7 @@ from dataclasses import replace
 import arviz as az
 
 from pyro_circuits import epi
-from pyro_circuits.cli import MODELS
+from pyro_circuits.catalog import MODELS
 from pyro_circuits.models import LDS2D
 
 

@@ -21,7 +21,7 @@ from pyro_circuits import metrics
 from pyro_circuits.datasets import lorenz
 from pyro_circuits.guides import LFADSEncoder
 from pyro_circuits.models import LFADS
-from pyro_circuits.train import train
+from pyro_circuits.svi import train
 
 
 def main() -> None:

@@ -18,12 +18,17 @@ import torch
 from tqdm.auto import tqdm
 
 from pyro_circuits.checks import positive_int
-from pyro_circuits.epi import EmergentProperty, EPIConfig, EPIResult, epi, moment_test
-from pyro_circuits.property import predictive_distance
+from pyro_circuits.epi import EPIConfig, EPIResult, epi
+from pyro_circuits.property import (
+    CONVERGENCE_DISTANCE,
+    EmergentProperty,
+    moment_test,
+    predictive_distance,
+)
 from pyro_circuits.results import InferenceResult
 from pyro_circuits.sbi import NPE, SMCABC
 
-__all__ = ["METHODS", "compare", "markdown_table", "write_comparison"]
+__all__ = ["METHODS", "compare", "markdown_table", "summary_row", "write_comparison"]
 
 
 def _run_epi(model, prop, budget, seed, progress, **options) -> EPIResult:
@@ -71,15 +76,29 @@ def _to_convergence(trace: pd.DataFrame, threshold: float) -> tuple[float, float
     return float(hits["simulations"].iloc[0]), float(hits["wall_time"].iloc[0])
 
 
-def _row(
-    method: str,
-    seed: int,
+def summary_row(
     result: InferenceResult,
-    prop: EmergentProperty,
-    threshold: float,
-    draws: int,
-    moment_batches: int,
+    *,
+    seed: int = 0,
+    threshold: float = CONVERGENCE_DISTANCE,
+    draws: int = 2000,
+    moment_batches: int = 20,
 ) -> dict:
+    """One row of the comparison table for any :class:`InferenceResult`, read through the
+    protocol alone: the predictive distance and moment test on ``draws`` fresh draws, the
+    result's own convergence flag, cost, convergence point and entropy, and the statistics'
+    predictive means and standard deviations.
+
+    Example:
+        >>> from pyro_circuits.models import LDS2D
+        >>> from pyro_circuits.sbi import SMCABC
+        >>> result = SMCABC(LDS2D(), LDS2D.oscillation(), simulations=500, particles=50,
+        ...                 progress=False)
+        >>> row = summary_row(result, draws=200)
+        >>> row["method"], row["simulations"] >= 500
+        ('smcabc', True)
+    """
+    prop = result.prop
     with torch.no_grad():
         stats = result.predictive(draws, seed=seed)
     f = prop.flatten(stats)
@@ -90,12 +109,12 @@ def _row(
     sims, wall = _to_convergence(result.convergence_trace(), threshold)
     entropy = result.entropy()
     row = {
-        "method": method,
+        "method": result.method,
         "seed": seed,
         "converged": distance < threshold,
         "distance": distance,
         "moment_test": moments.converged,
-        "epi_converged": result.converged if method == "epi" else None,
+        "epi_converged": result.converged if result.method == "epi" else None,
         "wall_time": result.wall_time,
         "simulations": result.simulations,
         "simulations_to_converge": sims,
@@ -115,7 +134,7 @@ def compare(
     *,
     budget: int = 10_000,
     seeds: Sequence[int] = (0,),
-    threshold: float = 0.5,
+    threshold: float = CONVERGENCE_DISTANCE,
     options: Mapping[str, Mapping] | None = None,
     draws: int = 2000,
     moment_batches: int = 20,
@@ -173,7 +192,11 @@ def compare(
         result = METHODS[method](
             model, prop, budget, seed, progress, **shared, **dict(options.get(method, {}))
         )
-        rows.append(_row(method, seed, result, prop, threshold, draws, moment_batches))
+        rows.append(
+            summary_row(
+                result, seed=seed, threshold=threshold, draws=draws, moment_batches=moment_batches
+            )
+        )
         idatas[f"{method}_seed{seed}"] = result.to_inference_data(n=draws, seed=seed)
     table = pd.DataFrame(rows)
     if out is not None:
