@@ -19,6 +19,23 @@ def _model_list() -> str:
     return "\n".join(f"  {name:<22} {entry.summary}" for name, entry in MODELS.items())
 
 
+def _model_command(commands, name: str, help: str, out: str) -> argparse.ArgumentParser:
+    """A subcommand on one model, with the arguments every such command shares."""
+    command = commands.add_parser(
+        name,
+        help=help,
+        epilog=f"built-in models:\n{_model_list()}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    command.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    command.add_argument(
+        "--n", type=int, default=2, help="network size of sized models (default 2)"
+    )
+    command.add_argument("--out", type=Path, default=Path(out), help="output folder")
+    command.add_argument("--quiet", action="store_true", help="no progress bars")
+    return command
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyro-circuits",
@@ -27,15 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser(
-        "epi",
-        help="run emergent property inference on a built-in or user model",
-        epilog=f"built-in models:\n{_model_list()}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    run = _model_command(
+        commands, "epi", "run emergent property inference on a built-in or user model", "epi-output"
     )
-    run.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    run.add_argument("--n", type=int, default=2, help="network size for sized models (default 2)")
-    run.add_argument("--out", type=Path, default=Path("epi-output"), help="output folder")
     run.add_argument(
         "--seed", type=int, nargs="+", default=[0], help="random seed(s); best converged kept"
     )
@@ -43,23 +54,18 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--iterations", type=int, help="Adam steps per epoch")
     run.add_argument("--batch-size", type=int, help="parameter draws per step")
     run.add_argument("--c0", type=float, help="initial penalty")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
-    cmp = commands.add_parser(
+    cmp = _model_command(
+        commands,
         "compare",
-        help="run EPI, NPE and SMC-ABC on a built-in or user model and compare them",
-        epilog=f"built-in models:\n{_model_list()}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run EPI, NPE and SMC-ABC on a built-in or user model and compare them",
+        "compare-output",
     )
-    cmp.add_argument("model", metavar="MODEL", help=MODEL_HELP)
-    cmp.add_argument("--n", type=int, default=2, help="network size for sized models (default 2)")
     cmp.add_argument(
         "--methods", nargs="+", default=["epi", "npe", "smcabc"], help="methods to run"
     )
     cmp.add_argument("--budget", type=int, default=10_000, help="simulations per method and seed")
     cmp.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     cmp.add_argument("--draws", type=int, default=2000, help="predictive draws per run")
-    cmp.add_argument("--out", type=Path, default=Path("compare-output"), help="output folder")
-    cmp.add_argument("--quiet", action="store_true", help="no progress bars")
     commands.add_parser("models", help="list the built-in models")
     return parser
 
