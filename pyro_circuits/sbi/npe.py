@@ -43,6 +43,34 @@ class _NoTracker:
         pass
 
 
+def _estimator(density_estimator, estimator_kwargs, prior):
+    """An sbi density-estimator builder from a name (with the support map for zuko flows) or a
+    callable."""
+    from sbi.neural_nets import posterior_nn
+
+    if callable(density_estimator):
+        return density_estimator
+    if not isinstance(density_estimator, str):
+        raise TypeError(
+            f"density_estimator must be a name or a callable, got {density_estimator!r}"
+        )
+    defaults = {}
+    if density_estimator.startswith("zuko_"):
+        # The paper's "support map": the flow lives in unconstrained space, so no
+        # posterior mass leaks outside the prior support (leakage stalls multi-round NPE).
+        defaults = {"z_score_theta": "transform_to_unconstrained", "x_dist": prior}
+    return posterior_nn(density_estimator, **{**defaults, **(estimator_kwargs or {})})
+
+
+@torch.no_grad()
+def _checked_distance(posterior, simulator, prop, x0, samples: int) -> float:
+    """The predictive distance of ``samples`` posterior draws at x₀ (NaN when 0)."""
+    if not samples:
+        return math.nan
+    draws = posterior.sample((samples,), x=x0, show_progress_bars=False, max_sampling_time=600.0)
+    return predictive_distance(simulator(draws), prop)
+
+
 def NPE(
     model: Callable,
     prop: EmergentProperty,
@@ -95,25 +123,12 @@ def NPE(
         (torch.Size([4]), 200)
     """
     from sbi.inference import NPE_C, simulate_for_sbi
-    from sbi.neural_nets import posterior_nn
 
     simulations = positive_int("simulations", simulations)
     rounds = positive_int("rounds", rounds)
     program, simulator, x0 = prepare(model, prop, params, model_args, model_kwargs)
     prior = sbi_prior(simulator.space)
-    if isinstance(density_estimator, str):
-        defaults = {}
-        if density_estimator.startswith("zuko_"):
-            # The paper's "support map": the flow lives in unconstrained space, so no
-            # posterior mass leaks outside the prior support (leakage stalls multi-round NPE).
-            defaults = {"z_score_theta": "transform_to_unconstrained", "x_dist": prior}
-        estimator = posterior_nn(density_estimator, **{**defaults, **(estimator_kwargs or {})})
-    elif callable(density_estimator):
-        estimator = density_estimator
-    else:
-        raise TypeError(
-            f"density_estimator must be a name or a callable, got {density_estimator!r}"
-        )
+    estimator = _estimator(density_estimator, estimator_kwargs, prior)
     pyro.set_rng_seed(seed)
     start = time.perf_counter()
     inference = NPE_C(
@@ -140,13 +155,7 @@ def NPE(
         posterior = inference.build_posterior(trained)
         posterior.set_default_x(x0)
         proposal = posterior
-        distance = math.nan
-        if check_samples:
-            with torch.no_grad():
-                draws = posterior.sample(
-                    (check_samples,), x=x0, show_progress_bars=False, max_sampling_time=600.0
-                )
-                distance = predictive_distance(simulator(draws), prop)
+        distance = _checked_distance(posterior, simulator, prop, x0, check_samples)
         rows.append(
             {
                 "round": round_,

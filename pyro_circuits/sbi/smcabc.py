@@ -101,6 +101,37 @@ def _populations(records: list):
         logger.propagate = propagate
 
 
+def _require_bounded(space) -> None:
+    """A clear error unless every parameter coordinate has finite bounds."""
+    low, high = space.bounds()
+    unbounded = [
+        name
+        for name, lo, hi in zip(space.coordinate_names, low, high, strict=True)
+        if not (lo.isfinite() and hi.isfinite())
+    ]
+    if unbounded:
+        raise ValueError(
+            f"SMCABC needs bounded parameters (a Uniform prior); parameters {unbounded} are "
+            "unbounded: give them a Uniform prior or use NPE"
+        )
+
+
+def _history(records: list, summary: dict, wall_start: float, prop) -> pd.DataFrame:
+    """One row per population: ε, simulations and time so far, and the distance of its
+    accepted simulations' mean."""
+    rows = [
+        {
+            "population": population,
+            "epsilon": epsilon,
+            "simulations": used,
+            "wall_time": created - wall_start,
+            "distance": predictive_distance(xs, prop),
+        }
+        for (population, epsilon, used, created), xs in zip(records, summary["xs"], strict=False)
+    ]
+    return pd.DataFrame(rows)
+
+
 def SMCABC(
     model: Callable,
     prop: EmergentProperty,
@@ -164,17 +195,7 @@ def SMCABC(
     if not 0 <= min_kernel_acceptance < 1:
         raise ValueError(f"min_kernel_acceptance must lie in [0, 1), got {min_kernel_acceptance}")
     program, simulator, x0 = prepare(model, prop, params, model_args, model_kwargs)
-    low, high = simulator.space.bounds()
-    unbounded = [
-        name
-        for name, lo, hi in zip(simulator.space.coordinate_names, low, high, strict=True)
-        if not (lo.isfinite() and hi.isfinite())
-    ]
-    if unbounded:
-        raise ValueError(
-            f"SMCABC needs bounded parameters (a Uniform prior); parameters {unbounded} are "
-            "unbounded: give them a Uniform prior or use NPE"
-        )
+    _require_bounded(simulator.space)
     pyro.set_rng_seed(seed)
     inference = _guarded_smcabc()(
         simulator,
@@ -199,24 +220,13 @@ def SMCABC(
             return_summary=True,
         )
     wall_time = time.perf_counter() - start
-    rows = []
-    for (population, epsilon, used, created), xs in zip(records, summary["xs"], strict=False):
-        rows.append(
-            {
-                "population": population,
-                "epsilon": epsilon,
-                "simulations": used,
-                "wall_time": created - wall_start,
-                "distance": predictive_distance(xs, prop),
-            }
-        )
     return SMCABCResult(
         program=program,
         prop=prop,
         wall_time=wall_time,
         simulations=int(inference.simulation_counter),
         seed=seed,
-        history=pd.DataFrame(rows),
+        history=_history(records, summary, wall_start, prop),
         settings={
             "simulations": simulations,
             "particles": particles,
