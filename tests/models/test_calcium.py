@@ -1,7 +1,4 @@
-import importlib
 import math
-import sys
-import types
 
 import numpy as np
 import pyro
@@ -9,7 +6,6 @@ import pytest
 import torch
 from pyro import poutine
 
-from pyro_circuits import baselines_calcium, metrics
 from pyro_circuits.models.calcium import (
     CalciumFluorescence,
     ar1_calcium,
@@ -170,46 +166,6 @@ def test_bad_input_raises(call, match):
         call()
 
 
-def test_oasis_missing_is_reported_not_fatal(monkeypatch):
-    monkeypatch.setitem(sys.modules, "oasis", None)  # import oasis now raises ImportError
-    monkeypatch.setitem(sys.modules, "oasis.functions", None)
-    module = importlib.reload(baselines_calcium)
-    assert module.available() is False
-    with pytest.raises(ImportError, match="oasis-deconv"):
-        module.oasis_deconvolve(torch.zeros(1, 5, 2))
-
-
-def test_oasis_wrapper_runs_each_trace_when_present(monkeypatch):
-    calls = []
-
-    def deconvolve(y, tau_d, framerate, **mode):
-        calls.append((y.shape, tau_d, framerate, mode))
-        return y + 1, y * 2, 0.0, math.exp(-1 / (tau_d * framerate)), 0.0
-
-    fake = types.ModuleType("oasis.functions")
-    fake.deconvolve = deconvolve
-    monkeypatch.setitem(sys.modules, "oasis", types.ModuleType("oasis"))
-    monkeypatch.setitem(sys.modules, "oasis.functions", fake)
-    assert baselines_calcium.available()
-    fluor = torch.randn(2, 7, 3)
-    calcium, spikes = baselines_calcium.oasis_deconvolve(fluor, dt=0.01, tau=0.4)
-    torch.testing.assert_close(calcium, fluor + 1)
-    torch.testing.assert_close(spikes, fluor * 2)
-    assert calls == [((7,), 0.4, 100.0, {"penalty": 1})] * 6
-    calls.clear()
-    baselines_calcium.oasis_deconvolve(fluor[:1], dt=0.01, tau=0.4, s_min=0.5)
-    assert calls == [((7,), 0.4, 100.0, {"penalty": None, "s_min": 0.5})] * 3
-
-
-def test_oasis_with_known_parameters_recovers_spikes_from_noisy_fluorescence():
-    """The papers' OASIS mode on σ = 0.2 fluorescence of Poisson spikes: R² above 0.85."""
-    pytest.importorskip("oasis.functions", reason="oasis-deconv (GPL, optional) not installed")
-    spikes = spike_trains(trials=20, steps=100, neurons=5)
-    _, fluor = fluorescence_from_spikes(spikes, dt=0.01, tau=0.4, alpha=1.0, sigma=0.2, seed=0)
-    _, inferred = baselines_calcium.oasis_deconvolve(fluor, dt=0.01, tau=0.4, s_min=0.5)
-    assert metrics.r2_score(spikes, inferred) > 0.85
-
-
 def test_moments_match_poisson_spikes_through_the_calcium():
     """Mean and variance of AR(1) calcium of Poisson spikes, against 20,000 simulated trains."""
     model = CalciumFluorescence(2, dt=0.01, tau=0.1, alpha=1.5, beta=0.1)
@@ -222,25 +178,3 @@ def test_moments_match_poisson_spikes_through_the_calcium():
     calcium = model.calcium(draws)
     torch.testing.assert_close(calcium.mean(0), mean, rtol=0.02, atol=0.02)
     torch.testing.assert_close(calcium.var(0), variance, rtol=0.05, atol=0.01)
-
-
-def test_threshold_deconvolution_recovers_noiseless_spikes_exactly():
-    spikes = spike_trains()
-    calcium, fluor = fluorescence_from_spikes(spikes, dt=0.02, tau=0.3, alpha=1.5, sigma=0.0)
-    calcium_hat, spikes_hat = baselines_calcium.threshold_deconvolve(
-        fluor, dt=0.02, tau=0.3, alpha=1.5
-    )
-    torch.testing.assert_close(spikes_hat, spikes)
-    torch.testing.assert_close(calcium_hat, calcium)
-
-
-def test_threshold_deconvolution_errs_at_the_gaussian_tail_rate():
-    # Innovation noise has scale σ√(1 + d²) ≈ 0.28 for σ = 0.2, d = 0.975: a threshold at
-    # α/2 = 0.5 misses a spike, or adds one, with probability P(N(0, 1) > 0.5 / 0.28) ≈ 0.037.
-    spikes = (torch.rand(20, 200, 5, generator=torch.Generator().manual_seed(1)) < 0.05).float()
-    _, fluor = fluorescence_from_spikes(spikes, dt=0.01, tau=0.4, sigma=0.2, seed=2)
-    detected = baselines_calcium.threshold_deconvolve(fluor, dt=0.01, tau=0.4)[1] > 0
-    spiking = spikes > 0
-    miss = (~detected & spiking).sum() / spiking.sum()
-    false_alarm = (detected & ~spiking).sum() / (~spiking).sum()
-    assert 0.02 < miss < 0.06 and 0.02 < false_alarm < 0.06
