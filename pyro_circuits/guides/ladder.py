@@ -30,8 +30,8 @@ class LadderEncoder(LocalPyroModule):
     over steps given those). Step features: each cell's innovation and ``step_dim`` features of
     it from a small MLP shared by the cells, so that the map from a cell's step to its spike
     can be threshold-like rather than exp(linear). This direct path lets each cell's step reach
-    z_t without squeezing through the GRUs: without it, on the chaotic RNN, spikes R² was 0.21
-    after 10 minutes, with the raw innovation alone 0.66 (``docs/calcium.md``). With
+    z_t without squeezing through the GRUs, which read the spikes poorly on their own
+    (``docs/calcium.md``). With
     ``stacked=True`` the dynamics level reads the spike-level encoder's outputs instead of the
     innovation, as the paper stacks its dynamics encoder on the spike-level one.
 
@@ -79,7 +79,8 @@ class LadderEncoder(LocalPyroModule):
         self.z_linear = nn.Linear(con_dim + n_direct, 2 * model.z_dim)
 
     def deep_parameters(self) -> list[nn.Parameter]:
-        """The dynamics-level encoder's parameters (held in stage 1 of :class:`Staged`)."""
+        """The dynamics-level encoder's parameters (held in stage 1 of
+        :class:`~pyro_circuits.svi.Staged`)."""
         return list(self.deep.parameters())
 
     def forward(self, fluorescence, inputs=None, *, n_trials=None, cd_mask=None):

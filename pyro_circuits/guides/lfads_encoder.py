@@ -44,7 +44,9 @@ class LFADSEncoder(LocalPyroModule):
     model infers inputs): a second bidirectional GRU's outputs, lagged by ``ci_lag`` steps (t - lag
     forward, t + lag backward), and the previous factors feed a controller GRU that gives
     q(co_t | co_<t) = N(μ_t, σ_t²); the sample co_t drives the model's own generator. The
-    sequence is one ``co`` site whose log-density is the sum of the per-step terms.
+    sequence is one ``co`` site whose log-density is the sum of the per-step terms. Given a
+    ``cd_mask`` (coordinated dropout, as :class:`~pyro_circuits.svi.CoordinatedDropout` passes
+    it) the encoders read the encoder input times the mask.
 
     Arguments:
         model: the LFADS model (its generator is shared, not copied).

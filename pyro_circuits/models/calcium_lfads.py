@@ -47,11 +47,11 @@ class _FluorescenceLFADS(LFADS):
         return self.set_readout_rate(spikes.mean((0, 1)))
 
     def encoder_input(self, fluorescence: torch.Tensor) -> torch.Tensor:
-        """The AR(1) innovation of the fluorescence, where a spike is a step: LFADS fitted to the
-        true spikes, its encoder reading this, reached rates R² 0.85, reading the raw
-        fluorescence 0.43 (``docs/calcium.md``). It reads 0 at a missing frame and at the frame
-        after it (whose step is unknown; reading the gap as F = 0 made a step of the whole
-        fluorescence there, and the ladder's example diverged)."""
+        """The AR(1) innovation of the fluorescence, where a spike is a step: an encoder reading
+        it reads the rates better than one reading the raw fluorescence (``docs/calcium.md``).
+        It reads 0 at a missing frame and at the frame after it (whose step is unknown; reading
+        the gap as F = 0 made a step of the whole fluorescence there, and the ladder's example
+        diverged)."""
         return torch.nan_to_num(self.observation.innovation(fluorescence), nan=0.0)
 
     def check_data(self, fluorescence, inputs=None) -> None:
@@ -111,8 +111,7 @@ class CalciumLFADS(_FluorescenceLFADS):
             here, the z controller of :class:`~pyro_circuits.guides.ladder.LadderEncoder`)
             pass gradient into the deep model. Off by default: then only the Poisson tie and
             the deep KL train the deep model. On, the fluorescence term's gradient on the
-            generator is about 100 times the tie's and the deep level learns nothing
-            (``docs/calcium.md``).
+            generator dwarfs the tie's and the deep level learns nothing (``docs/calcium.md``).
         straight_through: in the backward pass, treat the relu of the spike map as the
             identity (a straight-through estimator), so that a cell whose W[f, z] + b fell
             below zero still learns when the fluorescence asks for spikes. The forward value
@@ -121,15 +120,15 @@ class CalciumLFADS(_FluorescenceLFADS):
         calcium: options of :class:`CalciumFluorescence` (``tau``, ``alpha``, ``beta``,
             ``sigma``, ``learn``). Other keyword arguments size the LFADS deep model.
 
-    Coordinated dropout (``cd_mask``, as :func:`~pyro_circuits.train.train` passes it): the
-    dynamics-level encoder reads the innovation with the dropped entries zeroed, and only the
-    dropped entries' Poisson tie passes gradient into the deep model; the kept entries' tie
-    still pulls the spikes towards the rates, so the loss is the full ELBO.
+    Coordinated dropout (``cd_mask``, as :class:`~pyro_circuits.svi.CoordinatedDropout` passes
+    it): the dynamics-level encoder reads the innovation with the dropped entries zeroed, and
+    only the dropped entries' Poisson tie passes gradient into the deep model; the kept
+    entries' tie still pulls the spikes towards the rates, so the loss is the full ELBO.
 
     Sites: those of LFADS (``ic``, ``co``, ``factors``, ``rates``) and ``z`` in the ``trials``
     plate, deterministic ``spikes``, the factor ``spikes_given_rates``, then ``calcium`` and the
     observed ``fluorescence``. Call signature ``model(fluorescence, inputs=None, *,
-    n_trials=None)``, as :func:`pyro_circuits.train.train` expects.
+    n_trials=None, cd_mask=None)``, as :func:`pyro_circuits.svi.train` expects.
 
     Example:
         >>> model = CalciumLFADS(4, z_dim=2, ic_dim=3, gen_dim=6, fac_dim=2)
@@ -166,7 +165,8 @@ class CalciumLFADS(_FluorescenceLFADS):
         self.spike_map = nn.Linear(self.fac_dim + z_dim, n_neurons)
 
     def deep_parameters(self) -> list[nn.Parameter]:
-        """The LFADS deep model's parameters: all but the spike map and the calcium model."""
+        """The LFADS deep model's parameters: all but the spike map and the calcium model (held
+        in stage 1 of :class:`~pyro_circuits.svi.Staged`)."""
         observation = {id(p) for m in (self.spike_map, self.observation) for p in m.parameters()}
         return [p for p in self.parameters() if id(p) not in observation]
 

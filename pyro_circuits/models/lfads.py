@@ -148,8 +148,9 @@ class LFADS(LocalPyroModule):
     ``factors`` and ``rates`` (Hz; the predicted mean for the Gaussian likelihood), and the
     observed ``counts``. Call signature
     ``model(counts, inputs=None, *, n_trials=None, cd_mask=None)``: ``n_trials`` is the size
-    of the full data set when ``counts`` is a minibatch; ``cd_mask`` (coordinated dropout) scores
-    only the entries where it is 0.
+    of the full data set when ``counts`` is a minibatch; ``cd_mask`` (coordinated dropout, as
+    :class:`~pyro_circuits.svi.CoordinatedDropout` passes it) scores only the entries where it
+    is 0.
 
     Example:
         >>> model = LFADS(n_neurons=5, ic_dim=4, gen_dim=8, fac_dim=3, co_dim=1)

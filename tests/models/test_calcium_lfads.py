@@ -10,7 +10,7 @@ from pyro_circuits.guides.ladder import LadderEncoder
 from pyro_circuits.models import LFADS
 from pyro_circuits.models.calcium import fluorescence_from_spikes
 from pyro_circuits.models.calcium_lfads import CalciumLFADS, GaussianCalciumLFADS
-from pyro_circuits.train import Staged, train
+from pyro_circuits.svi import Staged, train
 
 SIZES = dict(z_dim=2, ic_dim=3, gen_dim=6, fac_dim=2)
 GUIDE = dict(enc_dim=5, con_dim=5, deep=dict(enc_dim=5, ci_dim=5, con_dim=5))

@@ -5,8 +5,7 @@ gap to the best posterior it could give the trial is the amortisation gap. :func
 part of it for the trials at hand. It holds the fitted model fixed and trains a copy of the guide
 on those trials' own ELBO, with nothing else about them (no truth, no other trials), and returns
 a fit whose posterior reads (:meth:`SVIFit.posterior_mean`, :meth:`SVIFit.sample`) serve those
-trials. On the 1-s chaotic RNN, LFADS on the true spikes read rates R² 0.691 with its encoder and
-0.715 refined for its held-out trials (``docs/lfads.md``).
+trials (``docs/lfads.md`` compares the reads on held-out trials).
 """
 
 from __future__ import annotations
@@ -19,9 +18,10 @@ import torch
 from tqdm.auto import tqdm
 
 from pyro_circuits.checks import require_positive_ints
-from pyro_circuits.train import SVIFit
+from pyro_circuits.svi.fit import SVIFit
+from pyro_circuits.svi.local import local_params
 
-__all__ = ["refine"]
+__all__ = ["SETTLE", "refine"]
 
 #: The learning rate falls linearly to this share of ``lr`` over the steps, so the guide settles.
 SETTLE = 0.01
@@ -43,12 +43,13 @@ def refine(
     falls linearly from ``lr`` to ``SETTLE``·``lr``), dropout off and the model held fixed.
 
     The copy's posterior is for these trials: read other trials with ``fit`` itself. ``fit`` is
-    left unchanged.
+    left unchanged. The steps run under Pyro's ``module_local_params`` setting, restored
+    afterwards.
 
     Example:
         >>> from pyro_circuits.models import LFADS
         >>> from pyro_circuits.guides import LFADSEncoder
-        >>> from pyro_circuits.train import train
+        >>> from pyro_circuits.svi import train
         >>> counts = torch.poisson(torch.ones(8, 10, 3))
         >>> model = LFADS(3, ic_dim=2, gen_dim=4, fac_dim=2)
         >>> fit = train(model, LFADSEncoder(model, enc_dim=4), counts, max_epochs=2, progress=False)
@@ -76,11 +77,12 @@ def refine(
     optimizer = torch.optim.Adam(params, lr=lr)
     settle = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, SETTLE, total_iters=steps)
     bar = tqdm(range(steps), desc="refine", disable=not progress)
-    for _ in bar:
-        optimizer.zero_grad()
-        loss = elbo.differentiable_loss(model, guide, counts, inputs) / len(counts)
-        loss.backward()
-        optimizer.step()
-        settle.step()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+    with local_params(model, guide):
+        for _ in bar:
+            optimizer.zero_grad()
+            loss = elbo.differentiable_loss(model, guide, counts, inputs) / len(counts)
+            loss.backward()
+            optimizer.step()
+            settle.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
     return dataclasses.replace(fit, model=model, guide=guide, averaged_state=None)

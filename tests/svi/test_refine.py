@@ -12,8 +12,7 @@ from pyro_circuits.guides.ladder import LadderEncoder
 from pyro_circuits.models import LFADS
 from pyro_circuits.models.calcium import fluorescence_from_spikes
 from pyro_circuits.models.calcium_lfads import CalciumLFADS
-from pyro_circuits.refine import refine
-from pyro_circuits.train import SVIFit, train
+from pyro_circuits.svi import SVIFit, refine, train
 
 NOISE = 0.5  # x = ic + N(0, NOISE²), ic ~ N(0, 1): the posterior is N(0.8 x, 0.2)
 

@@ -1,0 +1,46 @@
+"""SVI of amortised sequential latent-variable models (LFADS, the calcium ladder).
+
+* :func:`train` -- minibatch SVI of a model and its guide, returning an :class:`SVIFit`;
+  :mod:`~pyro_circuits.svi.loop` is its loop, and its options are hooks:
+  :mod:`~pyro_circuits.svi.callbacks` (checkpoint, early stopping, moving average, time limit,
+  progress), :mod:`~pyro_circuits.svi.schedules` (KL and L2 warm-up, :class:`Staged`) and
+  :class:`CoordinatedDropout`;
+* :class:`SVIFit` -- the fit and the posterior of trials read through it
+  (:class:`~pyro_circuits.results.TrialPosterior`);
+* :func:`refine` -- a fit's guide fine-tuned to given trials;
+* :func:`partial_elbo_loss` -- the ELBO restricted to some sites.
+"""
+
+from pyro_circuits.svi.callbacks import (
+    Callback,
+    Checkpoint,
+    EarlyStopping,
+    MovingAverage,
+    ProgressBar,
+    TimeLimit,
+)
+from pyro_circuits.svi.dropout import CoordinatedDropout
+from pyro_circuits.svi.elbo import partial_elbo_loss
+from pyro_circuits.svi.fit import SVIFit
+from pyro_circuits.svi.loop import trained_parameters
+from pyro_circuits.svi.refine import refine
+from pyro_circuits.svi.schedules import KLWarmup, L2Penalty, Staged
+from pyro_circuits.svi.training import train
+
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "CoordinatedDropout",
+    "EarlyStopping",
+    "KLWarmup",
+    "L2Penalty",
+    "MovingAverage",
+    "ProgressBar",
+    "SVIFit",
+    "Staged",
+    "TimeLimit",
+    "partial_elbo_loss",
+    "refine",
+    "train",
+    "trained_parameters",
+]
