@@ -1,5 +1,6 @@
 """SVI guides, one per module."""
 
+from pyro_circuits.guides.ladder import LadderEncoder
 from pyro_circuits.guides.lfads_encoder import LFADSEncoder
 
-__all__ = ["LFADSEncoder"]
+__all__ = ["LFADSEncoder", "LadderEncoder"]
