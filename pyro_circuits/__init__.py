@@ -11,7 +11,7 @@ ladder to recordings, and :func:`refine` sharpens a fit's posterior for given tr
 from pyro_circuits import datasets, handlers
 from pyro_circuits.compare import compare
 from pyro_circuits.datasets import SpikeData
-from pyro_circuits.epi import EPIConfig, EPIResult, FlowConfig, epi
+from pyro_circuits.epi import EPIConfig, EPIGuide, EPILoss, EPIResult, FlowConfig, epi
 from pyro_circuits.guides import LadderEncoder, LFADSEncoder
 from pyro_circuits.handlers import optogenetic, perturb
 from pyro_circuits.models import LFADS, CalciumLFADS
@@ -25,6 +25,8 @@ __all__ = [
     "CalciumLFADS",
     "CircuitProgram",
     "EPIConfig",
+    "EPIGuide",
+    "EPILoss",
     "EPIResult",
     "EmergentProperty",
     "FlowConfig",

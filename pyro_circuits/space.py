@@ -58,7 +58,7 @@ class ParameterSpace:
             raise ValueError(f"expected {self.dim} coordinates, got shape {tuple(flat.shape)}")
         parts = flat.split(self.sizes, dim=-1)
         return {
-            n: p.reshape(*flat.shape[:-1], *self.shapes[n])
+            n: p.reshape(flat.shape[:-1] + self.shapes[n])
             for n, p in zip(self.names, parts, strict=True)
         }
 

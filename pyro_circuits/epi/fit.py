@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import pandas as pd
 import pyro
 import torch
@@ -15,14 +14,15 @@ from torch.distributions import Normal
 from tqdm.auto import tqdm
 
 from pyro_circuits.checks import require_positive_ints
-from pyro_circuits.epi.convergence import penalty_should_grow
-from pyro_circuits.epi.flow import FlowConfig, SupportedFlow
+from pyro_circuits.epi.flow import FlowConfig
+from pyro_circuits.epi.guide import EPIGuide
+from pyro_circuits.epi.loss import ConstraintTest, EPILoss
 from pyro_circuits.epi.result import EPIResult
-from pyro_circuits.property import EmergentProperty, MomentTest, moment_test
+from pyro_circuits.property import EmergentProperty
 from pyro_circuits.sites import CircuitProgram
 from pyro_circuits.space import ParameterSpace
 
-__all__ = ["EPIConfig", "epi", "initial_gaussian"]
+__all__ = ["EPIConfig", "epi", "epi_loss", "initial_gaussian"]
 
 
 @dataclass(frozen=True)
@@ -107,13 +107,13 @@ def initial_gaussian(space: ParameterSpace) -> Normal:
     return Normal(mean, std)
 
 
-def _fit_gaussian(q: SupportedFlow, target: Normal, config: EPIConfig, bar: tqdm) -> None:
+def _fit_gaussian(guide: EPIGuide, target: Normal, config: EPIConfig, bar: tqdm) -> None:
     """Minimise KL(q ‖ target) (reverse KL), the reference's initialisation."""
     if not config.init_iterations:
         return
-    optimizer = torch.optim.Adam(q.parameters(), lr=config.init_lr)
+    optimizer = torch.optim.Adam(guide.parameters(), lr=config.init_lr)
     for _ in range(config.init_iterations):
-        theta, log_q = q.rsample_and_log_prob(config.batch_size)
+        theta, log_q = guide.rsample_and_log_prob(config.batch_size)
         loss = (log_q - target.log_prob(theta).sum(-1)).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -122,42 +122,21 @@ def _fit_gaussian(q: SupportedFlow, target: Normal, config: EPIConfig, bar: tqdm
     bar.set_postfix(init_kl=f"{loss.item():.3f}")
 
 
-class _Objective:
-    """Simulations → sufficient statistics → constraint violations, for one program and property."""
-
-    def __init__(
-        self,
-        program: CircuitProgram,
-        space: ParameterSpace,
-        prop: EmergentProperty,
-        standardize: bool,
-    ):
-        self.program, self.space, self.prop = program, space, prop
-        self.target = prop.target
-        self.scale = prop.constraint_scale if standardize else torch.ones_like(self.target)
-
-    def violations(self, theta: torch.Tensor) -> torch.Tensor:
-        """(T(θ) − μ_opt) / scale per draw, shape (n, m)."""
-        stats = self.program.simulate(self.space.split(theta))
-        return (self.prop.sufficient_statistics(stats) - self.target.to(theta)) / self.scale.to(
-            theta
-        )
-
-    @torch.no_grad()
-    def test(self, q: SupportedFlow, config: EPIConfig) -> tuple[MomentTest, torch.Tensor, float]:
-        """Batch-mean violations of M fresh batches: the moment test, ‖R‖² per batch, entropy."""
-        total = config.test_batches * config.n_test
-        parts, log_qs = [], []
-        for start in range(0, total, config.chunk):
-            theta, log_q = q.rsample_and_log_prob(min(config.chunk, total - start))
-            parts.append(self.violations(theta))
-            log_qs.append(log_q)
-        batches = torch.cat(parts).reshape(config.test_batches, config.n_test, -1).mean(1)
-        return (
-            moment_test(batches, config.alpha),
-            (batches**2).sum(-1),
-            -torch.cat(log_qs).mean().item(),
-        )
+def epi_loss(prop: EmergentProperty, config: EPIConfig, seed: int | None = None) -> EPILoss:
+    """The :class:`EPILoss` with the penalty schedule and test of an :class:`EPIConfig`."""
+    return EPILoss(
+        prop,
+        num_particles=config.batch_size,
+        c0=config.c0,
+        beta=config.beta,
+        gamma=config.gamma,
+        alpha=config.alpha,
+        test_batches=config.test_batches,
+        test_batch_size=config.n_test,
+        standardize=config.standardize,
+        chunk=config.chunk,
+        seed=seed,
+    )
 
 
 def epi(
@@ -178,8 +157,11 @@ def epi(
 
     Maximises H(q) subject to E_q[T(z)] = μ_opt with the augmented Lagrangian
     −H + ηᵀR + c/2‖R‖², an unbiased penalty gradient from two half-batches, η ← η + cR and
-    c ← βc (Welch test) after each epoch. Returns the converged epoch of greatest entropy; with
-    several ``seed`` values, the converged run of greatest entropy.
+    c ← βc (Welch test) after each epoch. This trains an :class:`EPIGuide` with
+    :class:`EPILoss` on the paper's schedule (Gaussian initialisation, then epochs of Adam steps
+    each ending in the convergence test); ``result.guide`` is the trained guide. Returns the
+    converged epoch of greatest entropy; with several ``seed`` values, the converged run of
+    greatest entropy.
 
     Arguments:
         model: a circuit model (Pyro program) following the model contract.
@@ -218,7 +200,7 @@ def epi(
             f"init must be a Normal of batch shape ({space.dim},), one per parameter in "
             f"{program.params}; got batch shape {tuple(init.batch_shape)}"
         )
-    results = [_fit(program, space, prop, flow, config, init, s, progress) for s in seeds]
+    results = [_fit(program, prop, flow, config, init, s, progress) for s in seeds]
     best = max(results, key=lambda r: (r.converged, r.selected_entropy))
     best.restarts = pd.DataFrame(
         [
@@ -236,7 +218,6 @@ def epi(
 
 def _fit(
     program: CircuitProgram,
-    space: ParameterSpace,
     prop: EmergentProperty,
     flow_config: FlowConfig,
     config: EPIConfig,
@@ -244,130 +225,129 @@ def _fit(
     seed: int,
     progress: bool,
 ) -> EPIResult:
+    """One seeded EPI run: initialisation, then epochs of Adam steps and end-of-epoch tests."""
     pyro.set_rng_seed(seed)
-    rng = np.random.default_rng(seed)
-    q = SupportedFlow(space, flow_config, torch.Generator().manual_seed(seed))
-    objective = _Objective(program, space, prop, config.standardize)
-    m = len(prop.target)
-    eta, c = torch.zeros(m), config.c0
-    history, trace = [], []
-    best_state, best_entropy, best_epoch = None, -float("inf"), None
-    start, simulations = time.perf_counter(), 0
+    guide = EPIGuide(program, flow=flow_config, generator=torch.Generator().manual_seed(seed))
+    loss = epi_loss(prop, config, seed)
+    record = _Record(prop)
     total = config.init_iterations + config.epochs * config.iterations
     with tqdm(total=total, desc="EPI", disable=not progress, leave=False) as bar:
-        _fit_gaussian(q, init, config, bar)
-        test, norms, entropy = objective.test(q, config)
-        history.append(_epoch_row(0, 0, simulations, entropy, test, c, eta, start, prop))
-        optimizer = torch.optim.Adam(q.parameters(), lr=config.lr)
+        _fit_gaussian(guide, init, config, bar)
+        test = loss.test(guide.model, guide)
+        record.add_epoch(0, 0, test, loss)
+        loss.update(test)
+        optimizer = torch.optim.Adam(guide.parameters(), lr=config.lr)
         for epoch in range(1, config.epochs + 1):
-            for step in range(config.iterations):
-                theta, log_q = q.rsample_and_log_prob(config.batch_size)
-                first, second = objective.violations(theta).chunk(2)
-                r1, r2 = first.mean(0), second.mean(0)
-                neg_entropy = log_q.mean()
-                residual = (r1 + r2) / 2
-                penalty = c / 2 * (r1 @ r2.detach() + r1.detach() @ r2)
-                loss = neg_entropy + eta @ residual + penalty
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"EPI loss became {loss.item()} at epoch {epoch}, step {step}"
-                    )
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                simulations += config.batch_size
-                bar.update()
-                if step % config.log_every == 0:
-                    trace.append(
-                        _trace_row(
-                            epoch,
-                            step,
-                            simulations,
-                            -neg_entropy.item(),
-                            loss.item(),
-                            residual,
-                            prop,
-                        )
-                    )
-            test, new_norms, entropy = objective.test(q, config)
-            history.append(
-                _epoch_row(
-                    epoch,
-                    epoch * config.iterations,
-                    simulations,
-                    entropy,
-                    test,
-                    c,
-                    eta,
-                    start,
-                    prop,
-                )
-            )
+            _train_epoch(guide, loss, optimizer, epoch, config, record, bar)
+            test = loss.test(guide.model, guide)
+            record.add_epoch(epoch, epoch * config.iterations, test, loss)
             bar.set_postfix(
                 epoch=epoch,
-                H=f"{entropy:.2f}",
-                R2=f"{new_norms.mean():.3g}",
-                c=f"{c:.3g}",
-                ok=test.converged,
+                H=f"{test.entropy:.2f}",
+                R2=f"{test.norms.mean():.3g}",
+                c=f"{loss.c:.3g}",
+                ok=test.moment.converged,
             )
-            if test.converged and entropy > best_entropy:
-                best_state, best_entropy, best_epoch = copy.deepcopy(q.state_dict()), entropy, epoch
-                if config.stop_early:
-                    break
-            eta = eta + c * test.mean_violation.to(eta)
-            if penalty_should_grow(new_norms, norms, config.gamma, rng):
-                c *= config.beta
-            norms = new_norms
-    converged = best_state is not None
-    if converged:
-        q.load_state_dict(best_state)
-    else:
-        best_epoch, best_entropy = history[-1]["epoch"], history[-1]["entropy"]
-    return EPIResult(
-        program=program,
-        prop=prop,
-        q=q,
-        converged=converged,
-        epoch=best_epoch,
-        selected_entropy=best_entropy,
-        history=pd.DataFrame(history),
-        trace=pd.DataFrame(trace),
-        wall_time=time.perf_counter() - start,
-        simulations=simulations,
-        seed=seed,
-        settings={"flow": asdict(flow_config), "config": asdict(config)},
-    )
+            if record.keep_if_best(guide, test, epoch) and config.stop_early:
+                break
+            loss.update(test)
+    return record.result(guide, seed, {"flow": asdict(flow_config), "config": asdict(config)})
 
 
-def _trace_row(epoch, step, simulations, entropy, loss, residual, prop) -> dict:
-    row = {
-        "epoch": epoch,
-        "step": step,
-        "simulations": simulations,
-        "entropy": entropy,
-        "loss": loss,
-    }
-    row.update(
-        {f"R {name}": v for name, v in zip(prop.constraint_names, residual.tolist(), strict=True)}
-    )
-    return row
+def _train_epoch(
+    guide: EPIGuide,
+    loss: EPILoss,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    config: EPIConfig,
+    record: _Record,
+    bar: tqdm,
+) -> None:
+    """``config.iterations`` Adam steps on the augmented Lagrangian, logging every few."""
+    for step in range(config.iterations):
+        value = loss(guide.model, guide)
+        if not torch.isfinite(value):
+            raise FloatingPointError(
+                f"EPI loss became {value.item()} at epoch {epoch}, step {step}"
+            )
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        record.simulations += config.batch_size
+        bar.update()
+        if step % config.log_every == 0:
+            record.add_step(epoch, step, -loss.neg_entropy.item(), value.item(), loss.residual)
 
 
-def _epoch_row(
-    epoch, iteration, simulations, entropy, test: MomentTest, c, eta, start, prop
-) -> dict:
-    row = {
-        "epoch": epoch,
-        "iteration": iteration,
-        "simulations": simulations,
-        "wall_time": time.perf_counter() - start,
-        "entropy": entropy,
-        "R_norm2": float((test.mean_violation**2).sum()),
-        "converged": test.converged,
-        "c": c,
-    }
-    for i, name in enumerate(prop.constraint_names):
-        row[f"R {name}"] = float(test.mean_violation[i])
-        row[f"p {name}"] = float(test.p_values[i])
-        row[f"eta {name}"] = float(eta[i])
-    return row
+class _Record:
+    """The record of one run: a row per epoch and per logged step, and the best converged state."""
+
+    def __init__(self, prop: EmergentProperty) -> None:
+        self.prop = prop
+        self.history: list[dict] = []
+        self.trace: list[dict] = []
+        self.best_state, self.best_entropy, self.best_epoch = None, -float("inf"), None
+        self.start, self.simulations = time.perf_counter(), 0
+
+    def add_step(
+        self, epoch: int, step: int, entropy: float, loss: float, residual: torch.Tensor
+    ) -> None:
+        row = {
+            "epoch": epoch,
+            "step": step,
+            "simulations": self.simulations,
+            "entropy": entropy,
+            "loss": loss,
+        }
+        names = self.prop.constraint_names
+        row.update({f"R {name}": v for name, v in zip(names, residual.tolist(), strict=True)})
+        self.trace.append(row)
+
+    def add_epoch(self, epoch: int, iteration: int, test: ConstraintTest, loss: EPILoss) -> None:
+        """A history row with the multipliers and penalty the epoch was trained under."""
+        moment = test.moment
+        row = {
+            "epoch": epoch,
+            "iteration": iteration,
+            "simulations": self.simulations,
+            "wall_time": time.perf_counter() - self.start,
+            "entropy": test.entropy,
+            "R_norm2": float((moment.mean_violation**2).sum()),
+            "converged": moment.converged,
+            "c": loss.c,
+        }
+        for i, name in enumerate(self.prop.constraint_names):
+            row[f"R {name}"] = float(moment.mean_violation[i])
+            row[f"p {name}"] = float(moment.p_values[i])
+            row[f"eta {name}"] = float(loss.eta[i])
+        self.history.append(row)
+
+    def keep_if_best(self, guide: EPIGuide, test: ConstraintTest, epoch: int) -> bool:
+        """Keep the guide's state when the epoch converged with the greatest entropy so far."""
+        if not (test.moment.converged and test.entropy > self.best_entropy):
+            return False
+        self.best_state = copy.deepcopy(guide.state_dict())
+        self.best_entropy, self.best_epoch = test.entropy, epoch
+        return True
+
+    def result(self, guide: EPIGuide, seed: int, settings: dict) -> EPIResult:
+        """The guide at the best converged epoch (else the last) and the run's record."""
+        converged = self.best_state is not None
+        if converged:
+            guide.load_state_dict(self.best_state)
+            epoch, entropy = self.best_epoch, self.best_entropy
+        else:
+            epoch, entropy = self.history[-1]["epoch"], self.history[-1]["entropy"]
+        return EPIResult(
+            guide=guide,
+            prop=self.prop,
+            converged=converged,
+            epoch=epoch,
+            selected_entropy=entropy,
+            history=pd.DataFrame(self.history),
+            trace=pd.DataFrame(self.trace),
+            wall_time=time.perf_counter() - self.start,
+            simulations=self.simulations,
+            seed=seed,
+            settings=settings,
+        )

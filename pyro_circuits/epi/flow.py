@@ -1,29 +1,24 @@
-"""The EPI distribution: a zuko real-NVP flow on ℝᴰ pushed onto the parameters' supports."""
+"""The EPI distribution: a zuko real-NVP flow on ℝᴰ pushed onto the parameters' supports.
+
+zuko is imported where a flow is built, not with the package: importing zuko switches off
+torch's distribution argument checks for the whole process.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
-import zuko
 from torch import nn
-from zuko.flows import (
-    Flow,
-    GeneralCouplingTransform,
-    UnconditionalDistribution,
-    UnconditionalTransform,
-)
-from zuko.transforms import (
-    DependentTransform,
-    LULinearTransform,
-    MonotonicAffineTransform,
-    MonotonicRQSTransform,
-    PermutationTransform,
-)
 
 from pyro_circuits.checks import require_positive_ints
 from pyro_circuits.space import ParameterSpace
+
+if TYPE_CHECKING:
+    from zuko.flows import Flow
+    from zuko.transforms import DependentTransform
 
 __all__ = ["FlowConfig", "SupportedFlow", "build_flow"]
 
@@ -67,11 +62,27 @@ class FlowConfig:
 
 
 def _elementwise_affine(shift: torch.Tensor, scale: torch.Tensor) -> DependentTransform:
+    from zuko.transforms import DependentTransform, MonotonicAffineTransform
+
     return DependentTransform(MonotonicAffineTransform(shift, scale), 1)
 
 
 def build_flow(dim: int, config: FlowConfig, generator: torch.Generator | None = None) -> Flow:
     """A zuko ``Flow`` on ℝ^dim: coupling stages, permutations between them, optional post-affine."""
+    from zuko.distributions import DiagNormal
+    from zuko.flows import (
+        Flow,
+        GeneralCouplingTransform,
+        UnconditionalDistribution,
+        UnconditionalTransform,
+    )
+    from zuko.transforms import (
+        LULinearTransform,
+        MonotonicAffineTransform,
+        MonotonicRQSTransform,
+        PermutationTransform,
+    )
+
     if config.coupling == "spline":
         univariate = partial(MonotonicRQSTransform, slope=1e-3)
         shapes = [(config.bins,), (config.bins,), (config.bins - 1,)]
@@ -98,9 +109,7 @@ def build_flow(dim: int, config: FlowConfig, generator: torch.Generator | None =
         transforms.append(
             UnconditionalTransform(_elementwise_affine, torch.zeros(dim), torch.zeros(dim))
         )
-    base = UnconditionalDistribution(
-        zuko.distributions.DiagNormal, torch.zeros(dim), torch.ones(dim), buffer=True
-    )
+    base = UnconditionalDistribution(DiagNormal, torch.zeros(dim), torch.ones(dim), buffer=True)
     return Flow(transforms, base)
 
 

@@ -12,9 +12,11 @@ import torch
 from pyro_circuits.diagnostics import inference_data
 from pyro_circuits.epi.analysis import Sensitivity, ascend, hessian_sensitivity
 from pyro_circuits.epi.flow import SupportedFlow
-from pyro_circuits.property import EmergentProperty, moment_test
+from pyro_circuits.epi.guide import EPIGuide
+from pyro_circuits.property import EmergentProperty
 from pyro_circuits.results import InferenceResult
 from pyro_circuits.sites import CircuitProgram
+from pyro_circuits.space import ParameterSpace
 
 __all__ = ["EPIResult"]
 
@@ -24,6 +26,9 @@ class EPIResult(InferenceResult):
     """The EPI distribution q(z) of the selected epoch, with its optimisation record.
 
     Attributes:
+        guide: the trained :class:`EPIGuide` (at the selected epoch), a Pyro guide of the model:
+            ``Predictive(result.program.model, guide=result.guide, num_samples=n)`` runs the
+            model on its draws.
         converged: whether any epoch passed the moment test (the selected one did).
         epoch: the selected epoch (converged with greatest entropy, else the last).
         history: one row per epoch (0 = after the Gaussian initialisation): entropy, mean
@@ -33,9 +38,8 @@ class EPIResult(InferenceResult):
         restarts: one row per seed when several were run.
     """
 
-    program: CircuitProgram
+    guide: EPIGuide
     prop: EmergentProperty
-    q: SupportedFlow
     converged: bool
     epoch: int
     selected_entropy: float
@@ -49,8 +53,17 @@ class EPIResult(InferenceResult):
     method = "epi"
 
     @property
-    def space(self):
-        return self.q.space
+    def program(self) -> CircuitProgram:
+        return self.guide.program
+
+    @property
+    def q(self) -> SupportedFlow:
+        """The guide's flow, mapped onto the parameter supports."""
+        return self.guide.q
+
+    @property
+    def space(self) -> ParameterSpace:
+        return self.guide.space
 
     def _flat(self, z) -> torch.Tensor:
         if isinstance(z, dict):
@@ -84,38 +97,6 @@ class EPIResult(InferenceResult):
         if seed is not None:
             torch.manual_seed(seed)
         return -self.q.rsample_and_log_prob(n)[1].mean().item()
-
-    @torch.no_grad()
-    def check(
-        self, batches: int = 200, batch_size: int = 500, alpha: float = 0.05, seed: int | None = 0
-    ) -> pd.DataFrame:
-        """The constraint table: target vs achieved mean and variance, test p-values, converged.
-
-        Runs the paper's convergence test on ``batches`` fresh batches of ``batch_size`` draws.
-        """
-        if seed is not None:
-            torch.manual_seed(seed)
-        theta = self.q.sample(batches * batch_size)
-        stats = self.program.simulate(self.space.split(theta))
-        violations = self.prop.sufficient_statistics(stats) - self.prop.target
-        test = moment_test(violations.reshape(batches, batch_size, -1).mean(1), alpha)
-        f = self.prop.flatten(stats)
-        k = f.shape[1]
-        names = self.prop.constraint_names[:k]
-        return pd.DataFrame(
-            {
-                "statistic": [name[2:-1] for name in names],
-                "target mean": self.prop.mean_vector.tolist(),
-                "achieved mean": f.mean(0).tolist(),
-                "p (mean)": test.p_values[:k].tolist(),
-                "target var": self.prop.variance_vector.tolist(),
-                "achieved var": ((f - self.prop.mean_vector) ** 2).mean(0).tolist(),
-                "p (var)": test.p_values[k:].tolist(),
-                "converged": [
-                    bool((test.p_values[[i, i + k]] > test.threshold).all()) for i in range(k)
-                ],
-            }
-        )
 
     def mode(
         self,
