@@ -105,8 +105,8 @@ def _lfads():
     return fit, DATA.valid.counts
 
 
-def _smoothing():  # reads the held-in neurons, predicts every neuron
-    return gaussian_smoothing(DATA), DATA.valid.counts[..., DATA.heldin]
+def _smoothing():  # reads the held-in neurons of the whole recording, predicts every neuron
+    return gaussian_smoothing(DATA), DATA.valid.counts
 
 
 def _psth():
