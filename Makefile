@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench bench-report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check pyro_circuits tests benchmarks examples
 	$(VENV)/bin/ruff format --check pyro_circuits tests benchmarks examples
+
+# The product benchmarks' commands, from their records (each runs minutes to hours: run them
+# one at a time); `make test` runs none of them.
+bench: install
+	$(PY) -m benchmarks commands
+
+# docs/benchmarks.md from benchmarks/records/.
+bench-report: install
+	$(PY) -m benchmarks report
 
 clean:
 	rm -rf $(VENV) demo-output

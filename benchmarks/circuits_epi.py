@@ -7,30 +7,33 @@ Reproduces, at a CPU budget, items 1-2 of issue 6 (Bittner et al. 2021, Figures 
   hub voltage traces plotted to ``docs/figures/circuits_stg_traces.png``.
 * ``sc``: EPI on Pro and Anti accuracy 0.75 ± 0.075; modes along sW; delay-period silencing
   (0.8-1.2 s) across the EPI distribution; sampling speed of q vs brute-force rejection.
-* ``report``: the ``circuits`` section of docs/benchmarks.md from the JSON files (SC: the
-  converged seed of greatest entropy) and the silencing figure
-  ``docs/figures/circuits_sc_silencing.png``.
+* ``sc-regimes``: paper Fig. 4C-D on the selected SC seed (the converged seed of greatest
+  entropy), and the silencing figure ``docs/figures/circuits_sc_silencing.png``.
 
-Usage::
+Each part writes one record, ``benchmarks/records/circuits_epi/<variant>.json`` (variants ``stg``,
+``sc-seed<N>``, ``sc-regimes``; the SC flows beside them, ``sc-seed<N>_q.pt``), and
+``python -m benchmarks report`` renders the section. Usage::
 
-    python -m benchmarks.circuits_epi stg      # ~100 min on one CPU thread, the other core busy
-    python -m benchmarks.circuits_epi sc --seed 0   # ~75 min; one run per flow seed
-    python -m benchmarks.circuits_epi sc-regimes    # the selected seed's modes, seconds
-    python -m benchmarks.circuits_epi report
-    python -m benchmarks.circuits_epi all --quick   # tiny smoke run of everything
+    .venv/bin/python -m benchmarks.circuits_epi stg      # ~100 min on one CPU thread
+    .venv/bin/python -m benchmarks.circuits_epi sc --seed 0   # ~75 min; one run per flow seed
+    .venv/bin/python -m benchmarks.circuits_epi sc-regimes    # the selected seed's modes, seconds
+    .venv/bin/python -m benchmarks.circuits_epi all --quick   # tiny smoke run of everything
+
+``--quick`` runs write their records to ``benchmarks/output/records_quick/`` (ignored by git),
+never over the recorded ones.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import time
+from pathlib import Path
 
 import torch
 from torch.distributions import Normal
 
-from benchmarks._report import OUTPUT, ROOT, machine, read_all_json, update_section, write_json
+from benchmarks.records import RECORDS, ROOT, command, read_records, write_record
+from benchmarks.report.circuits import EXPERIMENT_GAMMA, select_sc
 from pyro_circuits.epi import EPIConfig, FlowConfig, epi
 from pyro_circuits.epi.analysis import hessian_sensitivity
 from pyro_circuits.epi.flow import SupportedFlow
@@ -41,8 +44,10 @@ from pyro_circuits.models.superior_colliculus import PARAMS, POPULATIONS
 from pyro_circuits.sites import CircuitProgram
 from pyro_circuits.space import ParameterSpace
 
+BENCHMARK = "circuits_epi"
 FIGURE = ROOT / "docs" / "figures" / "circuits_stg_traces.png"
-PAPER_EIGENVALUES = (-10.7, -3.22)
+SC_FIGURE = ROOT / "docs" / "figures" / "circuits_sc_silencing.png"
+QUICK_RECORDS = ROOT / "benchmarks" / "output" / "records_quick"
 STG_C0_NOTE = (
     "STG penalty: with the paper's raw-unit c0 = 1e5 at batch 100 and 500 steps per epoch, q "
     "collapsed (entropy −37 nats, ‖R‖² = 0.014 after 4 epochs, 2026-11-21), so the STG run "
@@ -121,7 +126,13 @@ def fit(model, prop, setup: dict, init: Normal | None = None, seed: int = 0):
     }
 
 
-def run_stg(quick: bool) -> dict:
+def records_root(quick: bool) -> Path:
+    """Where the records go: smoke runs never overwrite the recorded results."""
+    return QUICK_RECORDS if quick else RECORDS
+
+
+def run_stg(quick: bool) -> tuple[dict, dict]:
+    """STG EPI: the record's configuration and metrics."""
     torch.manual_seed(0)
     setup = settings("stg", quick)
     model, prop = STG(), STG.intermediate_hub_frequency()
@@ -147,15 +158,15 @@ def run_stg(quick: bool) -> dict:
                 "hub_freq_mean": freq.mean().item(),
                 "hub_freq_std": freq.std().item(),
             }
-    plot_stg_traces(model, center, vectors)
+    if not quick:
+        plot_stg_traces(model, center, vectors)
     out |= {
-        "settings": setup,
         "mode": {k: v.item() for k, v in mode.items()},
         "hessian_eigenvalues": sensitivity.eigenvalues.tolist(),
         "eigenvectors": vectors.T.tolist(),
         "steps": steps,
     }
-    return out
+    return {"settings": setup}, out
 
 
 def plot_stg_traces(model: STG, center: torch.Tensor, vectors: torch.Tensor) -> None:
@@ -186,17 +197,13 @@ def plot_stg_traces(model: STG, center: torch.Tensor, vectors: torch.Tensor) -> 
     fig.savefig(FIGURE, dpi=110)
 
 
-def output_name(base: str, quick: bool) -> str:
-    """Smoke runs write ``*_quick`` files and never overwrite the recorded results."""
-    return base + ("_quick" if quick else "")
-
-
-def sc_name(seed: int, quick: bool) -> str:
-    return output_name(f"circuits_sc_seed{seed}", quick)
+def flow_path(seed: int, quick: bool) -> Path:
+    """The trained SC flow of ``seed``, beside its record."""
+    return records_root(quick) / BENCHMARK / f"sc-seed{seed}_q.pt"
 
 
 GAMMAS = tuple(round(0.5 + 0.025 * k, 3) for k in range(17))  # 0.5, 0.525, ..., 0.9
-EXPERIMENT_GAMMA, EXPERIMENT_ANTI_INCREASE = 0.675, 0.07  # Duan et al. 2021, paper Fig. 5B
+EXPERIMENT_ANTI_INCREASE = 0.07  # Duan et al. 2021, paper Fig. 5B: at γ EXPERIMENT_GAMMA
 MODE_SW = tuple(1.0 - 0.25 * k for k in range(9))  # the paper's modes: sW = 1, 0.75, ..., -1
 
 
@@ -251,10 +258,11 @@ def silencing_effects(program: CircuitProgram, draws: dict, modes: dict) -> dict
     }
 
 
-def run_sc(quick: bool, seed: int = 0) -> dict:
-    """SC EPI with flow seed ``seed`` (the prior-rejection start is the same for every seed).
+def run_sc(quick: bool, seed: int = 0) -> tuple[dict, dict]:
+    """SC EPI with flow seed ``seed`` (the prior-rejection start is the same for every seed):
+    the record's configuration and metrics.
 
-    The trained flow's state dict goes to ``circuits_sc_seed{seed}_q.pt`` beside the JSON, for
+    The trained flow's state dict goes to ``sc-seed{seed}_q.pt`` beside the record, for
     analyses without retraining (:func:`load_sc_flow`)."""
     torch.manual_seed(0)
     setup = settings("sc", quick)
@@ -263,7 +271,8 @@ def run_sc(quick: bool, seed: int = 0) -> dict:
     kept, rejection_seconds = prior_rejection(model, prop, **setup["rejection"])
     start = rejection_start(kept)
     result, out = fit(model, prop, setup, init=start, seed=seed)
-    torch.save(result.q.state_dict(), OUTPUT / f"{sc_name(seed, quick)}_q.pt")
+    flow_path(seed, quick).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(result.q.state_dict(), flow_path(seed, quick))
     out["init_mean"] = dict(zip(PARAMS, start.loc.tolist(), strict=True))
     program = CircuitProgram(model)
 
@@ -279,9 +288,7 @@ def run_sc(quick: bool, seed: int = 0) -> dict:
     result.sample(10_000, seed=3)
     epi_seconds = (time.perf_counter() - begin) / 10_000
     out |= effects | {
-        "seed": seed,
         "selected_entropy": result.selected_entropy,
-        "settings": setup,
         "modes_along_sW": modes,
         "sampling": {
             "epi_seconds_per_sample": epi_seconds,
@@ -291,7 +298,7 @@ def run_sc(quick: bool, seed: int = 0) -> dict:
             "speedup": rejection_seconds / max(len(kept), 1) / epi_seconds,
         },
     }
-    return out
+    return {"seed": seed, "settings": setup}, out
 
 
 REGIME_STEPS = (-0.2, -0.1, 0.0, 0.1, 0.2)  # δ in z = z*(sW) + δ v1, paper Eq. 10
@@ -299,18 +306,23 @@ REGIME_TRIALS = 1000  # per condition: accuracy sd ≈ 0.014
 
 
 def load_sc_flow(seed: int, quick: bool = False) -> SupportedFlow:
-    """The trained SC flow of ``seed``, from ``circuits_sc_seed{seed}_q.pt``."""
+    """The trained SC flow of ``seed``, from ``sc-seed{seed}_q.pt`` beside its record."""
     space = ParameterSpace(CircuitProgram(SuperiorColliculus()).priors)
     q = SupportedFlow(space, FlowConfig(**settings("sc", quick)["flow"]))
-    q.load_state_dict(torch.load(OUTPUT / f"{sc_name(seed, quick)}_q.pt"))
+    q.load_state_dict(torch.load(flow_path(seed, quick)))
     return q
 
 
 def sc_runs(quick: bool = False) -> list[dict]:
-    return [run for run in read_all_json("circuits_sc_seed") if run["quick"] == quick]
+    """Every SC record, its configuration and metrics in one dict."""
+    return [
+        {**record["configuration"], **record["metrics"]}
+        for record in read_records(BENCHMARK, root=records_root(quick))
+        if record["variant"].startswith("sc-seed")
+    ]
 
 
-def run_sc_regimes(quick: bool) -> dict:
+def run_sc_regimes(quick: bool) -> tuple[dict, dict]:
     """Paper Fig. 4C-D on the selected seed's saved flow: at each mode z*(sW) the most
     sensitive Hessian eigenvector v1 (sign: negative hW element) and Pro / Anti accuracy at
     z*(sW) + δ v1 for δ in :data:`REGIME_STEPS` (regime 1: Anti accuracy falls both ways;
@@ -338,59 +350,12 @@ def run_sc_regimes(quick: bool) -> dict:
             "anti_accuracy": stats["anti_accuracy"].tolist(),
             "inside_prior": bool((points.abs() <= 5).all()),
         }
-    return {"seed": sc["seed"], "steps": list(REGIME_STEPS), "modes": modes}
+    plot_sc_silencing(sc, SC_FIGURE if not quick else QUICK_RECORDS / "circuits_sc_silencing.png")
+    configuration = {"seed": sc["seed"], "steps": list(REGIME_STEPS), "trials": REGIME_TRIALS}
+    return configuration, {"modes": modes}
 
 
-def anti_shape(anti: list[float]) -> str:
-    """How Anti accuracy changes along v1 about the mode: the paper's regime signatures."""
-    centre = len(anti) // 2
-    if anti[0] < anti[centre] > anti[-1]:
-        return "falls both ways (regime 1)"
-    if all(b >= a for a, b in itertools.pairwise(anti)):
-        return "rises (regime 2)"
-    return "neither"
-
-
-def fmt(x: float) -> str:
-    return f"{x:.3g}"
-
-
-def budget_line(name: str, part: dict) -> str:
-    c, f = part["settings"]["config"], part["settings"]["flow"]
-    trials = f", {part['settings']['trials']} trials per condition" if name == "SC" else ""
-    return (
-        f"* {name}: batch {c['batch_size']}, {c['epochs']} epochs × {c['iterations']} Adam steps, "
-        f"c0 = {c['c0']:g} ({'standardized' if c.get('standardize') else 'raw'} units), "
-        f"β = {c['beta']}, N_test = {c['test_batch_size']}, real NVP "
-        f"{f['stages']} stages × {f['layers']}×{f['units']} units{trials}"
-        f"{', stopping at the first converged epoch' if c.get('stop_early') else ''}. Converged "
-        f"by EPI's epoch test: {part['converged']} (first converged epoch "
-        f"{part['first_converged_epoch']}, selected {part['selected_epoch']}); by the larger "
-        f"check below: {all(row['converged'] for row in part['check'])}; "
-        f"{part['simulations']} simulations, "
-        f"{part['wall_time_s']:.0f} s, run {part['machine'].rsplit(', ', 1)[-1]}."
-    )
-
-
-SC_FIGURE = ROOT / "docs" / "figures" / "circuits_sc_silencing.png"
-
-
-def passes_check(part: dict) -> bool:
-    return all(row["converged"] for row in part["check"])
-
-
-def select_sc(runs: list[dict]) -> dict:
-    """The paper's choice across seeds: the converged distribution of greatest entropy; here
-    converged means passing both EPI's epoch test and the larger check (else the epoch test
-    alone, else none)."""
-    for ok in (lambda r: r["converged"] and passes_check(r), lambda r: r["converged"], bool):
-        eligible = [r for r in runs if ok(r)]
-        if eligible:
-            return max(eligible, key=lambda r: r["selected_entropy"])
-    raise FileNotFoundError("no SC run; run `python -m benchmarks.circuits_epi sc --seed N`")
-
-
-def plot_sc_silencing(sc: dict) -> None:
+def plot_sc_silencing(sc: dict, path: Path) -> None:
     """Paper Fig. 5B-C: error increase vs γ across q, and Anti error increase per mode group."""
     import matplotlib
 
@@ -427,222 +392,57 @@ def plot_sc_silencing(sc: dict) -> None:
     right.invert_xaxis()
     right.legend(fontsize=7)
     fig.tight_layout()
-    SC_FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(SC_FIGURE, dpi=110)
-
-
-def pooled(groups: list[dict], key: str) -> tuple[int, float, float]:
-    """Count, mean and standard error of the union of groups given by their ``draws``,
-    ``{key}_mean`` and ``{key}_se`` (groups of one draw, without an se, are left out)."""
-    groups = [g for g in groups if g["draws"] > 1]
-    n = sum(g["draws"] for g in groups)
-    mean = sum(g["draws"] * g[f"{key}_mean"] for g in groups) / n
-    squares = sum(
-        (g["draws"] - 1) * g["draws"] * g[f"{key}_se"] ** 2
-        + g["draws"] * (g[f"{key}_mean"] - mean) ** 2
-        for g in groups
-    )
-    return n, mean, (squares / (n - 1) / n) ** 0.5
-
-
-def sc_structure_lines(sc: dict, runs: list[dict], regimes: dict) -> list[str]:
-    """Report lines: the seeds, the modes along sW and the regime test at each."""
-    lines = [
-        "",
-        "**SC seeds** (flow initialisations; the paper keeps the converged distribution of",
-        f"greatest entropy across 5 seeds): the rest of this section is seed {sc['seed']}.",
-        "",
-        "| seed | epoch test | larger check | selected epoch | entropy (nats) | wall time (s) "
-        f"| Δ Anti error at γ {EXPERIMENT_GAMMA} | γ closest to +7 % |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for run in sorted(runs, key=lambda r: r["seed"]):
-        lines.append(
-            f"| {run['seed']} | {run['converged']} | {passes_check(run)} | "
-            f"{run['selected_epoch']} | {run['selected_entropy']:.2f} | {run['wall_time_s']:.0f} | "
-            f"{run['silencing'][str(EXPERIMENT_GAMMA)]['anti_error_increase_mean']:+.3f} | "
-            f"{run['gamma_closest_to_experiment']} |"
-        )
-    lines += ["", "**SC modes of q along sW** (sW held, other coordinates ascended):", ""]
-    lines += ["| sW | vW | dW | hW |", "|---|---|---|---|"]
-    for s, m in sc["modes_along_sW"].items():
-        lines.append(f"| {s} | {m['vW']:.2f} | {m['dW']:.2f} | {m['hW']:.2f} |")
-    steps = ", ".join(f"{d:+g}" for d in regimes["steps"])
-    lines += [
-        "",
-        "**SC regimes** (paper Fig. 4C-D): at each mode the most sensitive Hessian eigenvector",
-        f"v1 of log q (sign: negative hW element) and Pro / Anti accuracy ({REGIME_TRIALS} trials each) at",
-        f"z*(sW) + δ v1 for δ = {steps}. Paper: Pro accuracy rises along v1 in both regimes;",
-        "Anti accuracy falls in both directions in regime 1 and rises with Pro in regime 2.",
-        "",
-        "| sW | λ1 | v1 (sW, vW, dW, hW) | Pro accuracy | Anti accuracy | Anti along v1 |",
-        "|---|---|---|---|---|---|",
-    ]
-    for s, m in regimes["modes"].items():
-        v1 = ", ".join(f"{x:+.2f}" for x in m["v1"])
-        pro, anti = (
-            " / ".join(f"{x:.2f}" for x in m[k]) for k in ("pro_accuracy", "anti_accuracy")
-        )
-        shape = anti_shape(m["anti_accuracy"]) + (
-            "" if m["inside_prior"] else "; steps leave [−5, 5]"
-        )
-        lines.append(f"| {s} | {m['eigenvalues'][0]:.3g} | {v1} | {pro} | {anti} | {shape} |")
-    return lines
-
-
-def sc_silencing_lines(sc: dict, regimes: dict) -> list[str]:
-    """Report lines: silencing across q, by mode and by regime; sampling speed; the figure."""
-    base, closest = sc["baseline_error_mean"], sc["gamma_closest_to_experiment"]
-    draws = sum(group["draws"] for group in sc["silencing_by_mode"].values())
-    lines = [
-        "",
-        "**Delay-period silencing** (0.8–1.2 s, all four populations, x = (1 − γ)φ(u)) over",
-        f"{draws} draws of q, each simulated with the same noise with and without silencing;",
-        f"baseline error Pro {base['pro']:.3f}, Anti {base['anti']:.3f}. Paper (Fig. 5B): Anti",
-        "error rises while Pro error stays near zero, and the mean Anti increase is closest to",
-        f"the experimental +7 % at γ = {EXPERIMENT_GAMMA}. Here it is closest at γ = {closest}.",
-        "Figure: `docs/figures/circuits_sc_silencing.png` (left: this table; right: the table",
-        "below).",
-        "",
-        "| γ | Δ Pro error (mean ± sd) | Δ Anti error (mean ± sd) |",
-        "|---|---|---|",
-    ]
-    for gamma, row in sc["silencing"].items():
-        pro = f"{row['pro_error_increase_mean']:+.3f} ± {row['pro_error_increase_std']:.3f}"
-        anti = f"{row['anti_error_increase_mean']:+.3f} ± {row['anti_error_increase_std']:.3f}"
-        lines.append(f"| {gamma} | {pro} | {anti} |")
-    lines += [
-        "",
-        "Error increase by the mode along sW each draw is closest to (paper Fig. 5C: at",
-        f"γ = {EXPERIMENT_GAMMA} regime 1 shows the Anti increase and regime 2 does not), mean ± se:",
-        "",
-        f"| closest mode sW | draws | Δ Pro at γ {EXPERIMENT_GAMMA} | Δ Anti at γ "
-        f"{EXPERIMENT_GAMMA} | Δ Anti at γ 0.85 |",
-        "|---|---|---|---|---|",
-    ]
-
-    def cell(group: dict, key: str) -> str:
-        mean, se = group[f"{key}_mean"], group[f"{key}_se"]
-        return "–" if se is None else f"{mean:+.3f} ± {se:.3f}"
-
-    for label, group in sc["silencing_by_mode"].items():
-        cells = [
-            cell(group, f"{task}_{g}")
-            for task, g in (("pro", EXPERIMENT_GAMMA), ("anti", EXPERIMENT_GAMMA))
-        ]
-        cells.append(cell(group, "anti_0.85"))
-        lines.append(f"| {label} | {group['draws']} | " + " | ".join(cells) + " |")
-    lines += ["", "Pooled by the regime test of each mode (table above):", ""]
-    for regime in ("falls both ways (regime 1)", "rises (regime 2)"):
-        labels = [
-            k for k, m in regimes["modes"].items() if anti_shape(m["anti_accuracy"]) == regime
-        ]
-        groups = [sc["silencing_by_mode"][k] for k in labels]
-        if sum(g["draws"] for g in groups if g["draws"] > 1) < 2:
-            continue
-        parts = []
-        for task, g in (("Pro", EXPERIMENT_GAMMA), ("Anti", EXPERIMENT_GAMMA), ("Anti", 0.85)):
-            n, mean, se = pooled(groups, f"{task.lower()}_{g}")
-            parts.append(f"Δ {task} error at γ {g} {mean:+.4f} ± {se:.4f}")
-        lines.append(
-            f"* modes sW {', '.join(labels)}, {regime}: {n} draws; " + "; ".join(parts) + "."
-        )
-    plot_sc_silencing(sc)
-    s = sc["sampling"]
-    lines += [
-        "",
-        f"**Sampling speed**: a draw from q takes {s['epi_seconds_per_sample']:.2e} s; brute-force",
-        f"rejection (uniform draws, both accuracies in 60–90 %) accepted {s['rejection_accepted']}",
-        f"of {s['rejection_tried']} draws, {s['rejection_seconds_per_sample']:.3g} s per accepted",
-        f"draw: {s['speedup']:.3g}× faster once q is trained (paper: ≈ 21,500×, per",
-        "sample-per-mode). EPI's training time is excluded, as in the paper.",
-    ]
-    return lines
-
-
-def report() -> None:
-    stg = json.loads((OUTPUT / "circuits_stg.json").read_text())
-    runs = sc_runs()
-    sc = select_sc(runs)
-    regimes = json.loads((OUTPUT / "circuits_sc_regimes.json").read_text())
-    if regimes["seed"] != sc["seed"]:
-        raise RuntimeError("circuits_sc_regimes.json is stale: run `... sc-regimes` first")
-    command = (
-        "`python -m benchmarks.circuits_epi stg`, `... sc --seed N` (N = 0..3), `... sc-regimes`, "
-        "`... report`"
-    )
-    lines = ["## Mechanistic circuits: EPI on the STG and the superior colliculus", ""]
-    lines += [f"Commands: {command}. Machine: {stg['machine']}. Budgets (paper's are far larger):"]
-    lines += ["", budget_line("STG", stg), budget_line("SC", sc), ""]
-    stg_start, sc_start, s = stg["init_mean"], sc["init_mean"], sc["sampling"]
-    lines += [
-        f"STG start, as the paper's: q is first fitted to a Gaussian at the mean of the "
-        f"uniform prior draws whose hub frequency lies within 0.025 Hz of 0.55 (g_el = "
-        f"{stg_start['g_el']:.2f}, g_synA = {stg_start['g_synA']:.2f} nS), unit standard "
-        "deviations.",
-        "",
-        f"SC start, the same way: the mean of the {s['rejection_accepted']} of "
-        f"{s['rejection_tried']} uniform prior draws with both accuracies in 60–90 % (the "
-        "brute-force set timed below): "
-        + ", ".join(f"{k} = {v:.2f}" for k, v in sc_start.items())
-        + ", unit standard deviations.",
-        "",
-    ]
-    lines += [STG_C0_NOTE, ""]
-    lines += ["Constraint check of the selected distribution (100 batches of 50 draws):", ""]
-    lines += ["| model | statistic | target mean | mean | target var | var | converged |"]
-    lines += ["|---|---|---|---|---|---|---|"]
-    for name, part in (("STG", stg), ("SC", sc)):
-        for row in part["check"]:
-            cells = [
-                row["target mean"],
-                row["achieved mean"],
-                row["target var"],
-                row["achieved var"],
-            ]
-            cells = " | ".join(fmt(x) for x in cells)
-            lines.append(f"| {name} | {row['statistic']} | {cells} | {row['converged']} |")
-    ev, (v1, v2), mode = stg["hessian_eigenvalues"], stg["eigenvectors"], stg["mode"]
-    lines += [
-        "",
-        f"**STG Hessian of log q at the mode** (g_el = {mode['g_el']:.2f}, g_synA = "
-        f"{mode['g_synA']:.2f} nS): eigenvalues {ev[0]:.3g} and {ev[1]:.3g} (paper: "
-        f"{PAPER_EIGENVALUES[0]} and {PAPER_EIGENVALUES[1]}); v1 = {[round(x, 3) for x in v1]}, "
-        f"v2 = {[round(x, 3) for x in v2]} in (g_el, g_synA).",
-        "",
-        "Hub frequency (mean ± sd over 200 noise draws) after equal steps (nS) from the mode along",
-        "each eigenvector; traces in `docs/figures/circuits_stg_traces.png`:",
-        "",
-        "| step | g_el | g_synA | hub frequency (Hz) |",
-        "|---|---|---|---|",
-    ]
-    for label, row in stg["steps"].items():
-        freq = f"{row['hub_freq_mean']:.3f} ± {row['hub_freq_std']:.3f}"
-        if not (4 <= row["g_el"] <= 8 and 0.01 <= row["g_synA"] <= 4):
-            freq += " (outside the prior's support)"
-        lines.append(f"| {label} | {row['g_el']:.2f} | {row['g_synA']:.2f} | {freq} |")
-    lines += sc_structure_lines(sc, runs, regimes) + sc_silencing_lines(sc, regimes)
-    update_section("circuits", "\n".join(lines))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["stg", "sc", "sc-regimes", "report", "all"])
+    parser.add_argument("part", choices=["stg", "sc", "sc-regimes", "all"])
     parser.add_argument("--quick", action="store_true", help="tiny budgets (smoke test)")
     parser.add_argument("--seed", type=int, default=0, help="SC flow seed (one run per seed)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    root = records_root(args.quick)
+    quick = ["--quick"] if args.quick else []
+    module = f"benchmarks.{BENCHMARK}"
     if args.part in ("stg", "all"):
-        out = run_stg(args.quick) | {"machine": machine(), "quick": args.quick}
-        print(f"wrote {write_json(output_name('circuits_stg', args.quick), out)}")
+        configuration, metrics = run_stg(args.quick)
+        path = write_record(
+            BENCHMARK,
+            "stg",
+            command(module, "stg", *quick),
+            configuration,
+            metrics,
+            notes=STG_C0_NOTE,
+            root=root,
+        )
+        print(f"wrote {path}")
     if args.part in ("sc", "all"):
-        out = run_sc(args.quick, args.seed) | {"machine": machine(), "quick": args.quick}
-        print(f"wrote {write_json(sc_name(args.seed, args.quick), out)}")
+        configuration, metrics = run_sc(args.quick, args.seed)
+        path = write_record(
+            BENCHMARK,
+            f"sc-seed{args.seed}",
+            command(module, "sc", "--seed", args.seed, *quick),
+            configuration,
+            metrics,
+            artefacts=[str(flow_path(args.seed, args.quick).relative_to(ROOT))],
+            root=root,
+        )
+        print(f"wrote {path}")
     if args.part in ("sc-regimes", "all"):
-        out = run_sc_regimes(args.quick)
-        print(f"wrote {write_json(output_name('circuits_sc_regimes', args.quick), out)}")
-    if args.part in ("report", "all"):
-        report()
+        configuration, metrics = run_sc_regimes(args.quick)
+        path = write_record(
+            BENCHMARK,
+            "sc-regimes",
+            command(module, "sc-regimes", *quick),
+            configuration,
+            metrics,
+            root=root,
+        )
+        print(f"wrote {path}")
+    if not args.quick:
+        print("docs/benchmarks.md: run `python -m benchmarks report`")
 
 
 if __name__ == "__main__":

@@ -3,16 +3,23 @@
 Regenerate (defaults are the budgets reported in docs/benchmarks.md):
 ``.venv/bin/python -m benchmarks.compare_rank2 --sizes 2 5 10 25 50 --seeds 1 2``
 
+EPI runs with the settings of ``MODELS["rank2_rnn"]`` of :mod:`pyro_circuits.catalog` (the
+paper's, raw constraint units), its budget cut to ``--epi-epochs`` × ``--epi-iterations``. The
+recorded figures were measured before this script read the catalog, with ``standardize=True``
+(c0 = 1e3 in standardized units; ``docs/notes/rank2_settings.md``).
+
 For each n, :func:`pyro_circuits.compare.compare` runs every method on ``Rank2RNN(n)`` with
 the same property and records the wall time and simulation count at the first checkpoint
 whose predictive mean is within 0.5 of μ = (0.5, 1.5) (the paper's shared criterion; EPI:
 end of each epoch, NPE: each round, SMC-ABC: each population), or "not converged within
-budget". Results are written after every size, so an interrupted run keeps what it finished.
+budget". The run's record (variant ``--tag``, ``main`` without one) is written after every size,
+so an interrupted run keeps what it finished; the figure is drawn from every record.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import math
 import time
@@ -23,23 +30,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks._report import ROOT, machine, read_all_json, update_section, write_json  # noqa: E402
+from benchmarks.records import ROOT, read_records, write_record  # noqa: E402
+from benchmarks.report.compare_rank2 import METHODS, label, label_order, rows_of  # noqa: E402
+from pyro_circuits.catalog import MODELS  # noqa: E402
 from pyro_circuits.compare import compare  # noqa: E402
-from pyro_circuits.epi import EPIConfig, FlowConfig  # noqa: E402
-from pyro_circuits.models import Rank2RNN  # noqa: E402
 from pyro_circuits.sbi import SMCABCStalled  # noqa: E402
 
+BENCHMARK = "compare_rank2"
 FIGURE = ROOT / "docs" / "figures" / "compare_rank2.png"
-METHODS = ("epi", "npe", "smcabc")
 
 
 def settings(args) -> tuple[dict, dict]:
     """Per-method budgets and options (the paper's settings where affordable on this CPU)."""
-    epi_config = EPIConfig(
-        batch_size=200,
+    entry = MODELS["rank2_rnn"]
+    epi_config = dataclasses.replace(
+        entry.config,
         iterations=args.epi_iterations,
-        c0=1e3,
-        test_batch_size=200,
         init_iterations=args.epi_init,
         stop_early=True,
     )
@@ -49,7 +55,7 @@ def settings(args) -> tuple[dict, dict]:
         "smcabc": args.smc_budget,
     }
     options = {
-        "epi": {"config": epi_config, "flow": FlowConfig(units=100)},
+        "epi": {"config": epi_config, "flow": entry.flow},
         "npe": {
             "rounds": args.npe_rounds,
             "stop_distance": 0.5,
@@ -68,53 +74,6 @@ def settings(args) -> tuple[dict, dict]:
     return budgets, options
 
 
-def fmt(value, digits: str = ".0f") -> str:
-    return (
-        "—"
-        if value is None or (isinstance(value, float) and math.isnan(value))
-        else format(value, digits)
-    )
-
-
-def label(row: dict) -> str:
-    """The method, with NPE's round size and SMC-ABC's kernel scale where not sbi's default 1."""
-    if row["method"] == "npe":
-        return f"npe (rounds of {row['npe_round']:,})"
-    scale = row.get("kernel_scale", 1.0)
-    return row["method"] + (f" (kernel × {scale:g})" if scale != 1.0 else "")
-
-
-def label_order(name: str) -> tuple:
-    """Sort key of a :func:`label`: the method's place in METHODS, then the label."""
-    return METHODS.index(name.split()[0]), name
-
-
-def table(rows: list[dict]) -> str:
-    lines = [
-        "| n | dim z | method | budget | seed | sims to ‖E f − μ‖ < 0.5 | wall time to < 0.5 (s) | "
-        "final ‖E f − μ‖ | moment test | simulations used | total wall time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        converged = not math.isnan(r["simulations_to_converge"])
-        stalled = r.get("stalled")
-        sims = (
-            f"{r['simulations_to_converge']:,.0f}"
-            if converged
-            else f"stalled in population {stalled['population']}: {stalled['inside']:,} of "
-            f"{stalled['kernel_draws']:,} kernel draws inside the prior"
-            if stalled
-            else "not converged within budget"
-        )
-        lines.append(
-            f"| {r['n']} | {4 * r['n']} | {label(r)} | {r['budget']:,} | {r['seed']} | {sims} | "
-            f"{fmt(r['wall_time_to_converge']) if converged else '—'} | {fmt(r['distance'], '.2f')} | "
-            f"{ {True: 'pass', False: 'fail'}.get(r.get('moment_test'), '—') } | {r['simulations']:,} | "
-            f"{r['wall_time']:.0f} |"
-        )
-    return "\n".join(lines)
-
-
 def plot(rows: list[dict]) -> None:
     if not rows:
         return
@@ -125,9 +84,9 @@ def plot(rows: list[dict]) -> None:
         # side by side, so markers do not hide each other
         shift = 1 + 0.05 * (colour - (len(names) - 1) / 2)
         for ax, key in zip(axes, ("wall_time_to_converge", "simulations_to_converge"), strict=True):
-            done = [r for r in mine if not math.isnan(r[key]) and r[key] > 0]
+            done = [r for r in mine if r[key] is not None and r[key] > 0]
             at_zero = [r for r in mine if r[key] == 0]
-            failed = [r for r in mine if math.isnan(r[key])]
+            failed = [r for r in mine if r[key] is None]
             ax.scatter(
                 [r["n"] * shift for r in done],
                 [r[key] for r in done],
@@ -168,123 +127,40 @@ def plot(rows: list[dict]) -> None:
     plt.close(figure)
 
 
-def overview(rows: list[dict]) -> str:
-    """Seeds that met the criterion / seeds run, per n and method (and budget)."""
-    keys = sorted({(label(r), r["budget"]) for r in rows}, key=lambda k: (label_order(k[0]), k[1]))
-    sizes = sorted({r["n"] for r in rows})
-    lines = [
-        "| n | " + " | ".join(f"{name} ({b:,})" for name, b in keys) + " |",
-        "|---|" + "---|" * len(keys),
-    ]
-    for n in sizes:
-        cells = []
-        for name, budget in keys:
-            mine = [r for r in rows if (r["n"], label(r), r["budget"]) == (n, name, budget)]
-            done = sum(not math.isnan(r["simulations_to_converge"]) for r in mine)
-            cells.append(f"{done}/{len(mine)}" if mine else "not run (time)")
-        lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def merged_runs() -> list[dict]:
-    """Every ``compare_rank2*.json`` run file (the main sweep and tagged supplements)."""
-    runs = []
-    for run in read_all_json("compare_rank2"):
-        for row in run["rows"]:
-            row.setdefault("budget", run["budgets"][row["method"]])
-            if row["method"] == "npe":
-                row.setdefault("npe_round", run["args"]["npe_round"])
-        runs.append(run)
-    return runs
-
-
-def report(rows, budgets, args, command, skipped, tag: str) -> None:
+def report(rows, budgets, args, command, skipped) -> None:
+    """Write the run's record and redraw the figure from every record."""
     for row in rows:
         row["budget"] = budgets[row["method"]]
-    write_json(
-        "compare_rank2" + (f"_{tag}" if tag else ""),
+    main_command, _, note = command.partition("  # ")
+    config = {k: v for k, v in vars(args).items() if k != "report_only"}
+    write_record(
+        BENCHMARK,
+        args.tag or "main",
+        main_command,
         {
-            "machine": machine(),
-            "command": command,
             "budgets": budgets,
-            "args": vars(args),
-            "rows": rows,
-            "skipped": skipped,
+            "args": config,
+            "epi_config": repr(settings(args)[1]["epi"]["config"]),
         },
+        {"rows": rows, "skipped": skipped},
+        notes=note or None,
     )
-    publish(args)
+    publish()
 
 
-def publish(args) -> None:
-    """Merge every run file into the docs section and the figure."""
-    runs = merged_runs()
-    main_args = next((r["args"] for r in runs if "args" in r and not r["args"].get("tag")), None)
-    a = argparse.Namespace(**(main_args or vars(args)))
-    rows = sorted(
-        [row for run in runs for row in run["rows"]],
-        key=lambda r: (r["n"], METHODS.index(r["method"]), r["budget"], label(r), r["seed"]),
-    )
-    skipped = sorted({s for run in runs for s in run.get("skipped", [])})
-    commands = "\n".join(f"    {run.get('command', '(earlier run)')}" for run in runs)
-    plot(rows)
-    smc = " and ".join(
-        f"{b:,}" for b in sorted({r["budget"] for r in rows if r["method"] == "smcabc"})
-    )
-    npe_rounds = sorted(
-        {
-            (run["args"]["npe_round"], run["args"]["npe_rounds"], run["args"]["npe_epochs"])
-            for run in runs
-            if "args" in run and "npe" in run["args"]["methods"]
-        }
-    )
-    npe = " and ".join(
-        f"{size * count:,} (rounds of {size:,}, ≤ {count} rounds, ≤ {epochs} training epochs "
-        "per round)"
-        for size, count, epochs in npe_rounds
-    )
-    note = f"\n\nNot run (out of time) in some sweep: {', '.join(skipped)}." if skipped else ""
-    update_section(
-        "compare_rank2",
-        f"""## EPI vs NPE vs SMC-ABC: rank-2 RNN stable amplification (paper Fig. 2A/B)
-
-{runs[0]["machine"]}; CPU shared with other jobs (1 torch thread; timings are indicative only).
-Regenerate with
-
-{commands}
-
-Budgets (simulations per run): EPI {a.epi_epochs * a.epi_iterations * 200:,} in Adam steps
-(batch 200, {a.epi_iterations} steps per epoch, ≤ {a.epi_epochs} epochs, c0 = 1e3, 3 coupling
-stages × 2 × 100 units, {a.epi_init} initialisation steps, stop at the first epoch passing the
-moment test); NPE {npe} (sbi `NPE_C`, `zuko_maf` with 3 transforms × 50 units and the support
-map, stop at the first round within 0.5); SMC-ABC {smc}
-(sbi `SMCABC`, 1000 particles, initial population 2000, ε = 0.5-quantile of the last
-population's distances, perturbation-kernel covariance × 1, sbi's default, or × 0.1 where
-marked; "stalled" = fewer than 1e-5 of the kernel's draws fell inside the prior's box, so the
-population could not be filled: see docs/comparison.md). Convergence is the paper's shared criterion ‖E f − μ‖₂ < 0.5, checked
-at EPI epoch ends (200 × 200 test draws), after each NPE round (1,000 posterior-predictive
-draws) and for each SMC-ABC population (its accepted simulations); simulations are counted when
-the criterion is first met (EPI: Adam-step simulations, initialisation and test batches
-excluded, as in the paper; 0 = already within 0.5 after the initialisation). "moment test" is
-EPI's test on means and variances applied to 2,000 predictive draws of the final result.
-
-Seeds meeting the criterion within budget / seeds run:
-
-{overview(rows)}
-
-{table(rows)}{note}
-
-![wall time and simulations to convergence vs n](figures/compare_rank2.png)
-""",
-    )
+def publish() -> None:
+    """The figure, from every record (the docs section: ``python -m benchmarks report``)."""
+    plot(rows_of(read_records(BENCHMARK)))
 
 
 def run(method: str, n: int, seed: int, budget: int, options: dict) -> dict:
     """One method on ``rank2_rnn(n)``: the comparison row (a stalled SMC-ABC run says so)."""
     start = time.perf_counter()
     try:
+        entry = MODELS["rank2_rnn"]
         frame, _ = compare(
-            Rank2RNN(n),
-            Rank2RNN.stable_amplification(),
+            entry.build(n),
+            entry.property(),
             [method],
             budget=budget,
             seeds=[seed],
@@ -329,11 +205,11 @@ def main() -> None:
     )
     parser.add_argument("--deadline", help="HH:MM (UTC): start no new size after this time")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--tag", default="", help="save as a supplement (compare_rank2_TAG.json)")
-    parser.add_argument("--report-only", action="store_true", help="only merge the run files")
+    parser.add_argument("--tag", default="", help="the record's variant (default: main)")
+    parser.add_argument("--report-only", action="store_true", help="only redraw the figure")
     args = parser.parse_args()
     if args.report_only:
-        publish(args)
+        publish()
         return
     torch.set_num_threads(args.threads)
     budgets, options = settings(args)
@@ -380,8 +256,8 @@ def main() -> None:
                     },
                     flush=True,
                 )
-        report(rows, budgets, args, command, skipped, args.tag)
-    report(rows, budgets, args, command, skipped, args.tag)
+        report(rows, budgets, args, command, skipped)
+    report(rows, budgets, args, command, skipped)
 
 
 if __name__ == "__main__":

@@ -8,17 +8,19 @@ The Gaussian-smoothing and Neuromatch seq2seq baselines are scored the same way.
 is the time of one Pyro model+guide SVI step over a plain-torch forward/backward of the same
 networks and the same ELBO estimator, measured alternately in one run.
 
-Regenerate (each dataset can run in its own process; the table merges whatever has finished):
+Settings: :data:`pyro_circuits.catalog.LFADS_CONFIGS` (why: ``docs/notes/lfads_configs.md``);
+the budget and the targets are this benchmark's. Each dataset is one record,
+``benchmarks/records/lfads_synthetic/<dataset>.json``; regenerate (each dataset may run in its
+own process)::
 
     .venv/bin/python -m benchmarks.lfads_synthetic --datasets lorenz chaotic_rnn
 
-Each dataset trains within its own budget (``minutes`` in its config; ``--minutes`` overrides).
+Each dataset trains within its own budget (:data:`BUDGETS`; ``--minutes`` overrides).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import statistics
 import time
@@ -27,60 +29,25 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from benchmarks._report import OUTPUT, machine, read_all_json, update_section, write_json
-from pyro_circuits import baselines, metrics
-from pyro_circuits.datasets import chaotic_rnn, lorenz
+from benchmarks.records import ROOT, command, write_record
+from pyro_circuits import metrics
+from pyro_circuits.baselines import gaussian_smoothing, seq2seq
+from pyro_circuits.catalog import LFADS_CONFIGS
 from pyro_circuits.guides import LFADSEncoder
 from pyro_circuits.models import LFADS
-from pyro_circuits.train import train
+from pyro_circuits.svi import train
 
-COMMAND = ".venv/bin/python -m benchmarks.lfads_synthetic --datasets lorenz chaotic_rnn"
-
-CONFIGS = {
-    "lorenz": dict(
-        data=lambda: lorenz(n_heldout=6, seed=0),
-        # gen_dim 64: rates R² 0.935 (early stop at 37 min); 128: 0.951 in 44 min
-        model=dict(ic_dim=64, gen_dim=128, fac_dim=8, co_dim=0, dropout=0.05),
-        guide=dict(enc_dim=64, dropout=0.05),
-        train=dict(
-            batch_size=64,
-            lr=1e-2,
-            kl_warmup=1500,
-            l2_scale=500.0,
-            l2_warmup=1500,
-            cd_rate=0.3,
-            patience=200,  # gen_dim 64: 60 stopped at 16.5 min, rates R² 0.911; 200: 37 min
-        ),
-        targets={"rates_r2": 0.95, "latents_r2": 0.95},
-        minutes=44.0,  # checked after each epoch: 45 ended at 45.02 min
-    ),
-    "chaotic_rnn": dict(
-        data=lambda: chaotic_rnn(g=2.5, input_magnitude=20.0, n_heldout=10, seed=5),
-        # 40 factors, not the reference's 20: an exponential readout of 20 factors reaches
-        # rates R² 0.927 at best on these data, of 40, 0.996 (benchmarks/readout_ceiling.py);
-        # 20 factors read rates R² 0.788, co-bps 0.368 in 40 min. Sets seq2seq's latents too.
-        # Student-t innovations in the input prior: the Gaussian one (the papers') spreads each
-        # pulse over the bins before it, 38 % of trials within ±3 bins; with ν = 2, 100 %.
-        model=dict(ic_dim=64, gen_dim=100, fac_dim=40, co_dim=1, co_prior_df=2.0, dropout=0.05),
-        guide=dict(enc_dim=64, ci_dim=32, con_dim=32, dropout=0.05),
-        train=dict(
-            batch_size=128,
-            lr=1e-2,
-            kl_warmup=600,
-            l2_scale=500.0,
-            l2_warmup=600,
-            # no coordinated dropout: with 0.3 (the Lorenz setting) rates R² 0.822, co-bps 0.387
-            # (seq2seq 0.387) in 39 min; without, 0.886 and 0.425 in 40
-            cd_rate=0.0,
-            patience=40,
-            # decay after 2 flat epochs, not 6: the rate anneals to 1e-3 within the budget
-            # (with 6 it ended at 4e-3: rates R² 0.818, co-bps 0.386 against 0.822, 0.387)
-            lr_patience=2,
-        ),
-        targets={"rates_r2": 0.85, "input_within_3_bins": 0.5},
-        minutes=40.0,
-    ),
+BENCHMARK = "lfads_synthetic"
+#: LFADS's training budget per dataset (minutes; checked after each epoch, so a 45-min budget
+#: can end past 45 min, hence 44 for Lorenz).
+BUDGETS = {"lorenz": 44.0, "chaotic_rnn": 40.0}
+TARGETS = {
+    "lorenz": {"rates_r2": 0.95, "latents_r2": 0.95},
+    "chaotic_rnn": {"rates_r2": 0.85, "input_within_3_bins": 0.5},
 }
+#: Where the training checkpoints go (``--resume`` continues from them): ignored by git, not a
+#: record.
+CHECKPOINTS = ROOT / "benchmarks" / "output"
 
 
 def _hide_heldout(counts, heldout):
@@ -160,30 +127,35 @@ def _pyro_overhead(model, guide, counts, repeats=15):
 
 
 def run(name: str, minutes: float | None, seed: int, progress: bool, resume: bool) -> dict:
-    config = CONFIGS[name]
-    minutes = config["minutes"] if minutes is None else minutes
-    data = config["data"]()
+    """Train and score LFADS and both baselines on ``name``; return the record's
+    configuration and metrics."""
+    config = LFADS_CONFIGS[name]
+    minutes = BUDGETS[name] if minutes is None else minutes
+    data = config.data.make()
     train_data = data.train
     n_fit = int(0.9 * len(train_data.counts))
     order = torch.randperm(len(train_data.counts), generator=torch.Generator().manual_seed(seed))
     fit_counts, stop_counts = train_data.counts[order[:n_fit]], train_data.counts[order[n_fit:]]
-    result = {
+    configuration = {
         "dataset": name,
-        "n_trials": tuple(data.counts.shape),
+        "n_trials": list(data.counts.shape),
         "n_train": len(data.train_idx),
         "n_valid": len(data.valid_idx),
         "heldout": len(data.heldout),
-        "config": {k: v for k, v in config.items() if k in ("model", "guide", "train")},
+        "config": {k: v for k, v in config.as_dict().items() if k in ("model", "guide", "train")},
+        "data": str(config.data),
         "budget_minutes": minutes,
-        "targets": config["targets"],
+        "targets": TARGETS[name],
+        "seed": seed,
     }
+    result = {}
 
     torch.manual_seed(seed)
-    model = LFADS(data.counts.shape[-1], dt=data.dt, **config["model"]).init_readout(fit_counts)
-    guide = LFADSEncoder(model, observed=data.heldin, **config["guide"])
+    model = LFADS(data.counts.shape[-1], dt=data.dt, **config.model).init_readout(fit_counts)
+    guide = LFADSEncoder(model, observed=data.heldin, **config.guide)
     result["pyro_overhead"] = _pyro_overhead(model, guide, fit_counts[:128])
-    checkpoint = OUTPUT / f"lfads_{name}.ckpt"
-    OUTPUT.mkdir(parents=True, exist_ok=True)
+    checkpoint = CHECKPOINTS / f"lfads_{name}.ckpt"
+    CHECKPOINTS.mkdir(parents=True, exist_ok=True)
     if not resume:
         checkpoint.unlink(missing_ok=True)
     fit = train(
@@ -196,7 +168,7 @@ def run(name: str, minutes: float | None, seed: int, progress: bool, resume: boo
         seed=seed,
         progress=progress,
         checkpoint=checkpoint,
-        **config["train"],
+        **config.train,
     )
     # training-trial factors only feed the affine latent map: fewer samples suffice
     post_train = fit.posterior_mean(
@@ -225,12 +197,10 @@ def run(name: str, minutes: float | None, seed: int, progress: bool, resume: boo
     inner, outer = train_data.subset(order[:n_fit]), train_data.subset(order[n_fit:])
     candidates = []
     for sigma in (1.0, 2.0, 4.0, 8.0):  # kernel width chosen on the early-stopping trials
-        rates, _ = baselines.gaussian_smoothing(inner, sigma=sigma).predict(
-            outer.counts[..., data.heldin]
-        )
+        rates, _ = gaussian_smoothing(inner, sigma=sigma).predict(outer.counts[..., data.heldin])
         candidates.append((metrics.co_bps(rates, outer.counts, data.heldout, data.dt), sigma))
     sigma = max(candidates)[1]
-    smoother = baselines.gaussian_smoothing(data, sigma=sigma)
+    smoother = gaussian_smoothing(data, sigma=sigma)
     rates_valid, latents_valid = smoother.predict(heldin_valid)
     result["smoothing"] = _score(
         data, rates_valid, smoother.predict(heldin_train)[1], latents_valid
@@ -238,84 +208,23 @@ def run(name: str, minutes: float | None, seed: int, progress: bool, resume: boo
     result["smoothing"].update(train_minutes=(time.perf_counter() - start) / 60, sigma_bins=sigma)
 
     start = time.perf_counter()
-    s2s = baselines.seq2seq(
-        data, n_latents=config["model"]["fac_dim"], n_iterations=2000, seed=seed
-    )
+    s2s = seq2seq(data, n_latents=config.model["fac_dim"], n_iterations=2000, seed=seed)
     rates_valid, latents_valid = s2s.predict(heldin_valid)
     result["seq2seq"] = _score(
         data, rates_valid, s2s.predict(heldin_train)[1], latents_valid, neurons=s2s.neurons
     )
     result["seq2seq"]["train_minutes"] = (time.perf_counter() - start) / 60
-    result["machine"] = machine()
-    result["load_average"] = os.getloadavg()  # the CPU may be shared with other jobs
-    result["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")
-    return result
-
-
-def _markdown(results: list[dict]) -> str:
-    lines = [
-        "## LFADS on synthetic data (`benchmarks/lfads_synthetic.py`)",
-        "",
-        f"Regenerate: `{COMMAND}` (datasets may run as separate processes; the table merges them).",
-        "Validation trials; LFADS posterior means over 50 guide samples. Rates R² against the true",
-        "rates (all neurons); latents R² after an affine map fitted on training trials; co-bps on",
-        "the held-out neurons (never read by any encoder).",
-        "",
-    ]
-    for r in results:
-        lines += [
-            f"### {r['dataset']} — {r['n_train']} training / {r['n_valid']} validation trials, "
-            f"{r['heldout']} held-out neurons",
-            "",
-            f"Hardware: {r['machine']}; run {r['date']}; LFADS budget {r['budget_minutes']:g} min"
-            + (
-                f"; load average at the end {r['load_average'][1]:.1f}."
-                if "load_average" in r
-                else "."
-            ),
-            "",
-            "| method | rates R² | held-out rates R² | latents R² | co-bps | input within ±3 bins "
-            "| train time (min) |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for method in ("lfads", "smoothing", "seq2seq"):
-            m = r[method]
-            timing = m.get("input_within_3_bins")
-            rates_r2 = f"{m['rates_r2']:.3f}" + (" (held-out only)" if method == "seq2seq" else "")
-            lines.append(
-                f"| {method} | {rates_r2} | {m['heldout_rates_r2']:.3f} | {m['latents_r2']:.3f} | "
-                f"{m['co_bps']:.3f} | "
-                f"{'–' if timing is None else f'{timing:.2f}'} | {m['train_minutes']:.1f} |"
-            )
-        lfads = r["lfads"]
-        checks = [
-            f"{key} ≥ {bar}: {lfads[key]:.3f} → {'met' if lfads[key] >= bar else 'MISSED'}"
-            for key, bar in r["targets"].items()
-        ]
-        baselines_co_bps = max(r[b]["co_bps"] for b in ("smoothing", "seq2seq"))
-        checks.append(
-            f"LFADS beats both baselines on co-bps: {lfads['co_bps']:.4f} vs "
-            f"{baselines_co_bps:.4f} → {'met' if lfads['co_bps'] > baselines_co_bps else 'MISSED'}"
-        )
-        checks.append(
-            f"training ≤ 45 min: {lfads['train_minutes']:.1f} min "
-            f"({lfads['epochs']} epochs) → {'met' if lfads['train_minutes'] <= 45 else 'MISSED'}"
-        )
-        o = r["pyro_overhead"]
-        checks.append(
-            f"Pyro step {1e3 * o['pyro_step_s']:.0f} ms vs plain torch "
-            f"{1e3 * o['torch_step_s']:.0f} ms (batch 128): ratio {o['ratio']:.2f} → "
-            f"{'met' if o['ratio'] <= 1.3 else 'MISSED'} (≤ 1.3)"
-        )
-        lines += ["", "Targets: " + "; ".join(checks) + ".", ""]
-    return "\n".join(lines)
+    result["load_average"] = list(os.getloadavg())  # the CPU may be shared with other jobs
+    return {"configuration": configuration, "metrics": result}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument(
-        "--minutes", type=float, help="LFADS training budget per dataset (default: its config's)"
+        "--datasets", nargs="+", default=list(LFADS_CONFIGS), choices=list(LFADS_CONFIGS)
+    )
+    parser.add_argument(
+        "--minutes", type=float, help="LFADS training budget per dataset (default: BUDGETS)"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -324,12 +233,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.datasets:
-        write_json(
-            f"lfads_synthetic_{name}",
-            run(name, args.minutes, args.seed, not args.no_progress, args.resume),
+        result = run(name, args.minutes, args.seed, not args.no_progress, args.resume)
+        options: list[object] = ["--datasets", name]
+        if args.minutes is not None:
+            options += ["--minutes", args.minutes]
+        if args.seed:
+            options += ["--seed", args.seed]
+        path = write_record(
+            BENCHMARK,
+            name,
+            command(f"benchmarks.{BENCHMARK}", *options),
+            result["configuration"],
+            result["metrics"],
         )
-        results = read_all_json("lfads_synthetic_")
-        update_section("lfads", _markdown(results))
+        print(f"wrote {path}; docs/benchmarks.md: run `python -m benchmarks report`", flush=True)
 
 
 if __name__ == "__main__":

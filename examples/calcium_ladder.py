@@ -20,13 +20,14 @@ import numpy as np
 import torch
 
 from pyro_circuits import metrics
+from pyro_circuits.catalog import FLUORESCENCE
 from pyro_circuits.datasets import lorenz
 from pyro_circuits.guides.ladder import LadderEncoder
 from pyro_circuits.models.calcium import fluorescence_from_spikes
 from pyro_circuits.models.calcium_lfads import CalciumLFADS
 from pyro_circuits.svi import Staged, train
 
-TAU, SIGMA = 0.4, 0.2
+TAU, SIGMA = FLUORESCENCE["tau"], FLUORESCENCE["sigma"]  # the benchmarks' recipe
 
 
 def plot(path, data, fluor, calcium, post_valid, fitted_latents, trial=0, cell=0) -> None:

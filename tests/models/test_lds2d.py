@@ -5,6 +5,8 @@ import pytest
 import torch
 
 from pyro_circuits import CircuitProgram
+from pyro_circuits.catalog import MODELS
+from pyro_circuits.epi import epi
 from pyro_circuits.models import LDS2D
 
 
@@ -35,10 +37,20 @@ def test_rotation_oscillates_at_one_hertz():
 @pytest.mark.slow
 def test_epi_reproduces_the_papers_distribution():
     """Issue #2 acceptance on the demo settings: converged, std of (a11+a22)/2 ≈ 0.25, two modes."""
-    from benchmarks.epi_lds2d import run
-
-    row = run(seed=0)
-    assert row["converged"]
-    assert all(r["converged"] for r in row["achieved"])
-    assert abs(row["std_half_trace"] - 0.25) <= 0.05
-    assert min(row["mode_a12_pos"], row["mode_a12_neg"]) >= 0.25
+    entry = MODELS["lds2d"]
+    result = epi(
+        entry.build(0),
+        entry.property(),
+        flow=entry.flow,
+        config=entry.config,
+        seed=0,
+        progress=False,
+    )
+    assert result.converged
+    assert result.check()["converged"].all()
+    draws = result.sample(20_000, seed=0)
+    half_trace = (draws["a11"] + draws["a22"]) / 2
+    assert abs(half_trace.std().item() - 0.25) <= 0.05
+    mode_pos = ((draws["a12"] > 0) & (draws["a21"] < 0)).float().mean().item()
+    mode_neg = ((draws["a12"] < 0) & (draws["a21"] > 0)).float().mean().item()
+    assert min(mode_pos, mode_neg) >= 0.25

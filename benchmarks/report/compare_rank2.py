@@ -1,0 +1,176 @@
+"""Section of ``benchmarks.compare_rank2``: EPI vs NPE vs SMC-ABC on the rank-2 RNN."""
+
+from __future__ import annotations
+
+from benchmarks.report.common import day, provenance
+from benchmarks.tables import table
+
+TITLE = "EPI vs NPE vs SMC-ABC: rank-2 RNN stable amplification (paper Fig. 2A/B)"
+METHODS = ("epi", "npe", "smcabc")
+
+
+def fmt(value, digits: str = ".0f") -> str:
+    return "—" if value is None else format(value, digits)
+
+
+def label(row: dict) -> str:
+    """The method, with NPE's round size and SMC-ABC's kernel scale where not sbi's default 1."""
+    if row["method"] == "npe":
+        return f"npe (rounds of {row['npe_round']:,})"
+    scale = row.get("kernel_scale", 1.0)
+    return row["method"] + (f" (kernel × {scale:g})" if scale != 1.0 else "")
+
+
+def label_order(name: str) -> tuple:
+    return METHODS.index(name.split()[0]), name
+
+
+def rows_of(records: list[dict]) -> list[dict]:
+    """Every record's rows, each with its budget and (NPE) round size."""
+    rows = []
+    for r in records:
+        budgets, args = r["configuration"]["budgets"], r["configuration"].get("args", {})
+        for row in r["metrics"]["rows"]:
+            row = dict(row)
+            row.setdefault("budget", budgets[row["method"]])
+            if row["method"] == "npe":
+                row.setdefault("npe_round", args["npe_round"])
+            rows.append(row)
+    return sorted(
+        rows, key=lambda r: (r["n"], METHODS.index(r["method"]), r["budget"], label(r), r["seed"])
+    )
+
+
+def _table(rows: list[dict]) -> str:
+    body = []
+    for r in rows:
+        converged = r["simulations_to_converge"] is not None
+        stalled = r.get("stalled")
+        sims = (
+            f"{r['simulations_to_converge']:,.0f}"
+            if converged
+            else f"stalled in population {stalled['population']}: {stalled['inside']:,} of "
+            f"{stalled['kernel_draws']:,} kernel draws inside the prior"
+            if stalled
+            else "not converged within budget"
+        )
+        body.append(
+            [
+                r["n"],
+                4 * r["n"],
+                label(r),
+                f"{r['budget']:,}",
+                r["seed"],
+                sims,
+                fmt(r["wall_time_to_converge"]) if converged else "—",
+                fmt(r["distance"], ".2f"),
+                {True: "pass", False: "fail"}.get(r.get("moment_test"), "—"),
+                f"{r['simulations']:,}",
+                f"{r['wall_time']:.0f}",
+            ]
+        )
+    header = [
+        "n",
+        "dim z",
+        "method",
+        "budget",
+        "seed",
+        "sims to ‖E f − μ‖ < 0.5",
+        "wall time to < 0.5 (s)",
+        "final ‖E f − μ‖",
+        "moment test",
+        "simulations used",
+        "total wall time (s)",
+    ]
+    return table(header, body)
+
+
+def _overview(rows: list[dict]) -> str:
+    """Seeds that met the criterion / seeds run, per n and method (and budget)."""
+    keys = sorted({(label(r), r["budget"]) for r in rows}, key=lambda k: (label_order(k[0]), k[1]))
+    body = []
+    for n in sorted({r["n"] for r in rows}):
+        cells = []
+        for name, budget in keys:
+            mine = [r for r in rows if (r["n"], label(r), r["budget"]) == (n, name, budget)]
+            done = sum(r["simulations_to_converge"] is not None for r in mine)
+            cells.append(f"{done}/{len(mine)}" if mine else "not run (time)")
+        body.append([n, *cells])
+    return table(["n", *(f"{name} ({b:,})" for name, b in keys)], body)
+
+
+def _units(records: list[dict]) -> str:
+    """In which units the records' EPI measured its constraints (docs/notes/rank2_settings.md)."""
+    kinds = {
+        "standardized" if "standardize=True" in r["configuration"].get("epi_config", "") else "raw"
+        for r in records
+        if "epi" in r["configuration"].get("args", {}).get("methods", ["epi"])
+    }
+    if kinds == {"standardized"}:
+        return "in standardized units (`standardize=True`; see `docs/notes/rank2_settings.md`)"
+    if kinds == {"raw"}:
+        return "in the paper's raw units (`standardize=False`)"
+    return "in standardized or raw units (each record's `configuration.epi_config`)"
+
+
+def render(records: list[dict]) -> str:
+    records = sorted(records, key=lambda r: "" if r["variant"] == "main" else r["variant"])
+    main = records[0]
+    a = main["configuration"]["args"]
+    rows = rows_of(records)
+    commands = []
+    for r in records:
+        note = f"  # {r['notes']}" if r.get("notes") else ""
+        commands.append(f"    {r['command']}{note}")
+    smc = " and ".join(
+        f"{b:,}" for b in sorted({r["budget"] for r in rows if r["method"] == "smcabc"})
+    )
+    npe_rounds = sorted(
+        {
+            tuple(r["configuration"]["args"][k] for k in ("npe_round", "npe_rounds", "npe_epochs"))
+            for r in records
+            if "args" in r["configuration"] and "npe" in r["configuration"]["args"]["methods"]
+        }
+    )
+    npe = " and ".join(
+        f"{size * count:,} (rounds of {size:,}, ≤ {count} rounds, ≤ {epochs} training epochs "
+        "per round)"
+        for size, count, epochs in npe_rounds
+    )
+    skipped = sorted({s for r in records for s in r["metrics"].get("skipped", [])})
+    lines = [
+        f"## {TITLE}",
+        "",
+        f"{main['machine']}, {day(main)}; CPU shared with other jobs (1 torch thread; timings are "
+        "indicative only). Regenerate with",
+        "",
+        *commands,
+        "",
+        f"Budgets (simulations per run): EPI {a['epi_epochs'] * a['epi_iterations'] * 200:,} in "
+        f"Adam steps (batch 200, {a['epi_iterations']} steps per epoch, ≤ {a['epi_epochs']} "
+        f"epochs, c0 = 1e3 {_units(records)}, 3 coupling stages × 2 × 100 units, "
+        f"{a['epi_init']} initialisation steps, stop at the first epoch passing the moment test); "
+        f"NPE {npe} (sbi `NPE_C`, `zuko_maf` with 3 transforms × 50 units and the support map, "
+        f"stop at the first round within 0.5); SMC-ABC {smc} (sbi `SMCABC`, 1000 particles, "
+        "initial population 2000, ε = 0.5-quantile of the last population's distances, "
+        'perturbation-kernel covariance × 1, sbi\'s default, or × 0.1 where marked; "stalled" = '
+        "fewer than 1e-5 of the kernel's draws fell inside the prior's box, so the population "
+        "could not be filled: see docs/comparison.md). Convergence is the paper's shared "
+        "criterion ‖E f − μ‖₂ < 0.5, checked at EPI epoch ends (200 × 200 test draws), after "
+        "each NPE round (1,000 posterior-predictive draws) and for each SMC-ABC population (its "
+        "accepted simulations); simulations are counted when the criterion is first met (EPI: "
+        "Adam-step simulations, initialisation and test batches excluded, as in the paper; 0 = "
+        'already within 0.5 after the initialisation). "moment test" is EPI\'s test on means '
+        "and variances applied to 2,000 predictive draws of the final result.",
+        "",
+        "Seeds meeting the criterion within budget / seeds run:",
+        "",
+        _overview(rows),
+        "",
+        _table(rows),
+    ]
+    if skipped:
+        lines += ["", f"Not run (out of time) in some sweep: {', '.join(skipped)}."]
+    lines += ["", "![wall time and simulations to convergence vs n](figures/compare_rank2.png)"]
+    lines += provenance(records)
+    return "\n".join(lines)
