@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from pyro_circuits.catalog import MODELS, BuiltinModel, resolve
+from pyro_circuits.checks import positive_int, writable_dir
 from pyro_circuits.epi import epi
 
 __all__ = ["main"]
@@ -33,6 +34,7 @@ def _model_command(commands, name: str, help: str, out: str) -> argparse.Argumen
     )
     command.add_argument("--out", type=Path, default=Path(out), help="output folder")
     command.add_argument("--quiet", action="store_true", help="no progress bars")
+    command.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return command
 
 
@@ -83,8 +85,9 @@ def _run_epi(args: argparse.Namespace, entry: BuiltinModel) -> int:
         }.items()
         if value is not None
     }
-    config = replace(entry.config, **overrides)
+    config = replace(entry.config, **overrides)  # EPIConfig checks the values
     prop = entry.property()
+    writable_dir("--out", args.out)  # before the run, not after it
     print(f"EPI on {args.model} for {prop}")
     result = epi(
         entry.build(args.n),
@@ -95,6 +98,8 @@ def _run_epi(args: argparse.Namespace, entry: BuiltinModel) -> int:
         progress=not args.quiet,
     )
     paths = write_epi_report(result, args.out)
+    if result.stopped is not None:
+        print(f"stopped early: {result.stopped}")
     print(
         f"converged: {'yes' if result.converged else 'no'} (epoch {result.epoch}), "
         f"entropy {result.selected_entropy:.3f} nats, "
@@ -109,6 +114,9 @@ def _run_compare(args: argparse.Namespace, entry: BuiltinModel) -> int:
     from pyro_circuits.compare import compare, markdown_table
 
     prop = entry.property()
+    for name in ("budget", "draws"):
+        positive_int(f"--{name}", getattr(args, name))
+    writable_dir("--out", args.out)  # before the runs, not after them
     print(f"comparing {', '.join(args.methods)} on {args.model} for {prop}")
     options = {"epi": {"config": replace(entry.config, stop_early=True), "flow": entry.flow}}
     table, _ = compare(
@@ -128,7 +136,15 @@ def _run_compare(args: argparse.Namespace, entry: BuiltinModel) -> int:
     return 0
 
 
+#: Errors that mean the command was asked something it cannot do: one line and status 2.
+USER_ERRORS = (ValueError, TypeError, LookupError, OSError, ImportError, FloatingPointError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; a semantic error (a bad value, a model that cannot be imported, an
+    unwritable folder) prints one line ``pyro-circuits: error: ...`` and returns 2, with the
+    traceback only under ``--debug``.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "models":
@@ -141,9 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         entry = resolve(args.model)
     except (ValueError, TypeError) as error:
-        parser.error(str(error))
-    run = _run_compare if args.command == "compare" else _run_epi
-    return run(args, entry)
+        parser.error(str(error))  # a usage error: usage line, message, status 2
+    try:
+        positive_int("--n", args.n)
+        run = _run_compare if args.command == "compare" else _run_epi
+        return run(args, entry)
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

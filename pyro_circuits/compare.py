@@ -17,7 +17,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from pyro_circuits.checks import positive_int
+from pyro_circuits.checks import (
+    int_in_range,
+    name_in,
+    names_in,
+    positive_float,
+    positive_int,
+    seed_int,
+    writable_dir,
+)
 from pyro_circuits.epi import EPIConfig, EPIResult, epi
 from pyro_circuits.property import (
     CONVERGENCE_DISTANCE,
@@ -25,7 +33,7 @@ from pyro_circuits.property import (
     moment_test,
     predictive_distance,
 )
-from pyro_circuits.results import InferenceResult
+from pyro_circuits.results import InferenceResult, atomic_save
 from pyro_circuits.sbi import NPE, SMCABC
 
 __all__ = ["METHODS", "compare", "markdown_table", "summary_row", "write_comparison"]
@@ -98,6 +106,9 @@ def summary_row(
         >>> row["method"], row["simulations"] >= 500
         ('smcabc', True)
     """
+    if not isinstance(result, InferenceResult):
+        raise TypeError(f"result must be an InferenceResult, got {type(result).__name__}")
+    _check_draws(draws, moment_batches)
     prop = result.prop
     with torch.no_grad():
         stats = result.predictive(draws, seed=seed)
@@ -125,6 +136,14 @@ def summary_row(
     row.update({f"mean {n}": v for n, v in zip(names, f.mean(0).tolist(), strict=True)})
     row.update({f"std {n}": v for n, v in zip(names, f.std(0).tolist(), strict=True)})
     return row
+
+
+def _check_draws(draws, moment_batches) -> None:
+    """Enough draws for the moment test: ≥ 2 batches (one batch gives p = 0) of ≥ 4 draws."""
+    draws = positive_int("draws", draws)
+    moment_batches = int_in_range("moment_batches", moment_batches, 2)
+    if draws < 4 * moment_batches:
+        raise ValueError(f"draws ({draws}) must be at least 4 × moment_batches ({moment_batches})")
 
 
 def compare(
@@ -174,16 +193,27 @@ def compare(
         >>> list(idata), bool(table["simulations"][0] >= 500)
         (['smcabc_seed0'], True)
     """
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"methods must be names in {sorted(METHODS)}, got {list(methods)}")
+    if not callable(model):
+        raise TypeError(f"model must be a callable Pyro program, got {type(model).__name__}")
     if not isinstance(prop, EmergentProperty):
         raise TypeError(f"prop must be an EmergentProperty, got {type(prop).__name__}")
+    methods = names_in("methods", methods, sorted(METHODS))
     positive_int("budget", budget)
-    if not seeds:
-        raise ValueError("seeds must name at least one seed")
-    if draws < 4 * moment_batches:
-        raise ValueError(f"draws ({draws}) must be at least 4 × moment_batches ({moment_batches})")
+    if isinstance(seeds, str) or not isinstance(seeds, Sequence) or not seeds:
+        raise ValueError(f"seeds must be a non-empty list of integer seeds, got {seeds!r}")
+    seeds = [seed_int("seeds entry", s) for s in seeds]
+    positive_float("threshold", threshold)
+    _check_draws(draws, moment_batches)
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"options must be a dict of per-method dicts, got {options!r}")
+    for key, value in dict(options or {}).items():
+        name_in("options key", key, [*sorted(METHODS), "all"])
+        if not isinstance(value, Mapping):
+            raise TypeError(f"options[{key!r}] must be a dict of keyword arguments, got {value!r}")
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    if out is not None:
+        out = writable_dir("out", out)  # checked before the runs, not after them
     options = dict(options or {})
     shared = dict(options.pop("all", {}))
     rows, idatas = [], {}
@@ -225,19 +255,21 @@ def write_comparison(
 
     from pyro_circuits.plots import plot_method_pairs, plot_predictive_scatter
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "comparison.csv", out / "comparison.md"]
-    table.to_csv(paths[0], index=False)
-    paths[1].write_text(markdown_table(table) + "\n")
+    out = writable_dir("out", out)
+    paths = [
+        atomic_save(out / "comparison.csv", lambda tmp: table.to_csv(tmp, index=False)),
+        atomic_save(
+            out / "comparison.md", lambda tmp: tmp.write_text(markdown_table(table) + "\n")
+        ),
+    ]
     for name, idata in idatas.items():
-        paths.append(out / f"{name}.nc")
-        idata.to_netcdf(str(paths[-1]))
+        paths.append(atomic_save(out / f"{name}.nc", lambda tmp, d=idata: d.to_netcdf(str(tmp))))
     for figure, name in (
         (plot_method_pairs(idatas), "pairs.png"),
         (plot_predictive_scatter(idatas, prop), "predictive.png"),
     ):
-        paths.append(out / name)
-        figure.savefig(paths[-1], dpi=110)
+        paths.append(
+            atomic_save(out / name, lambda tmp, f=figure: f.savefig(tmp, dpi=110, format="png"))
+        )
         plt.close(figure)
     return paths

@@ -12,7 +12,13 @@ import numpy as np
 import torch
 from scipy.special import gammaln
 
-from pyro_circuits.checks import positive_int, require_positive_ints
+from pyro_circuits.checks import (
+    index_tensor,
+    positive_float,
+    positive_int,
+    require_positive_ints,
+    seed_int,
+)
 
 __all__ = [
     "bits_per_spike",
@@ -28,9 +34,20 @@ __all__ = [
 
 
 def _array(name: str, x) -> np.ndarray:
-    x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+    """``x`` as a float64 array of at least 2 dimensions, with no NaN or inf (a metric that
+    skipped them would score what it did not see)."""
+    if isinstance(x, str | bytes | dict) or x is None:
+        raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}")
+    try:
+        x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be an array of numbers: {error}") from None
     if x.ndim < 2:
         raise ValueError(f"{name} must have at least 2 dimensions [..., features], got {x.shape}")
+    if x.size == 0:
+        raise ValueError(f"{name} is empty, shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf ({int((~np.isfinite(x)).sum())} entries)")
     return x
 
 
@@ -154,7 +171,8 @@ def bits_per_spike(rates, counts, dt: float) -> float:
     """Log-likelihood improvement over a per-neuron constant rate, in bits per spike (NLB).
 
     (NLL_null − NLL_model) / (Σ counts · ln 2), where the null model predicts each neuron's mean
-    count over trials and time; NaN counts are ignored.
+    count over trials and time. NaN or inf in ``rates`` or ``counts`` is a ValueError (not
+    skipped), as are negative rates and a ``dt`` that is not a finite positive number.
 
     Example:
         >>> counts = np.array([[[0.0], [2.0]]])
@@ -166,8 +184,9 @@ def bits_per_spike(rates, counts, dt: float) -> float:
         raise ValueError(f"rates {rates.shape} and counts {counts.shape} differ in shape")
     if (rates < 0).any():
         raise ValueError("rates must be non-negative")
-    if dt <= 0:
-        raise ValueError(f"dt must be positive, got {dt}")
+    if (counts < 0).any():
+        raise ValueError("counts must be non-negative")
+    dt = positive_float("dt", dt)
     flat = counts.reshape(-1, counts.shape[-1])
     null = np.broadcast_to(np.nanmean(flat, 0), flat.shape)
     gain = _poisson_nll(null, flat) - _poisson_nll(rates.reshape(flat.shape) * dt, flat)
@@ -176,7 +195,8 @@ def bits_per_spike(rates, counts, dt: float) -> float:
 
 def co_bps(rates, counts, heldout, dt: float) -> float:
     """Co-smoothing bits per spike: :func:`bits_per_spike` on the held-out neurons only."""
-    heldout = np.asarray(heldout, dtype=int)
+    n_neurons = _array("counts", counts).shape[-1]
+    heldout = index_tensor("heldout", heldout, n_neurons).numpy()
     if heldout.size == 0:
         raise ValueError("heldout must name at least one neuron")
     return bits_per_spike(
@@ -186,7 +206,9 @@ def co_bps(rates, counts, heldout, dt: float) -> float:
 
 def fp_bps(rates, counts, n_forward: int, dt: float) -> float:
     """Forward-prediction bits per spike: :func:`bits_per_spike` on the last ``n_forward`` bins."""
-    positive_int("n_forward", n_forward)
+    n_forward = positive_int("n_forward", n_forward)
+    if n_forward > _array("counts", counts).shape[1]:
+        raise ValueError(f"n_forward ({n_forward}) exceeds the {np.shape(counts)[1]} time bins")
     return bits_per_spike(
         _array("rates", rates)[:, -n_forward:], _array("counts", counts)[:, -n_forward:], dt
     )
@@ -209,6 +231,8 @@ def exp_readout_fit(
         True
     """
     require_positive_ints(n_factors=n_factors, steps=steps)
+    lr = positive_float("lr", lr)
+    seed = seed_int("seed", seed)
     rates = _array("rates", rates)
     if (rates < 0).any():
         raise ValueError("rates must be non-negative")

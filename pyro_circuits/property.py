@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from pyro_circuits.checks import probability
+
 __all__ = [
     "CONVERGENCE_DISTANCE",
     "EmergentProperty",
@@ -30,6 +32,9 @@ class EmergentProperty:
         mean: ``{statistic site: μ}`` (float or tensor of the site's shape).
         variance: ``{statistic site: σ²}`` with the same keys and shapes; strictly positive.
 
+    A mean that is not a finite number (a string, None, NaN) or a variance that is not a
+    positive finite number large enough to divide by is an error on construction.
+
     Example:
         >>> prop = EmergentProperty(mean={"rate": 5.0}, variance={"rate": 1.0})
         >>> prop.sufficient_statistics({"rate": torch.tensor([4.0, 7.0])})
@@ -50,20 +55,30 @@ class EmergentProperty:
                 f"variance has {sorted(variance)}"
             )
         dtype = torch.get_default_dtype()
-        self.mean = {k: torch.as_tensor(v, dtype=dtype) for k, v in mean.items()}
-        self.variance = {k: torch.as_tensor(variance[k], dtype=dtype) for k in mean}
+        for name in mean:
+            if not isinstance(name, str):
+                raise TypeError(f"statistic names must be strings, got {name!r}")
+        self.mean = {k: _values(f"mean[{k!r}]", v, dtype) for k, v in mean.items()}
+        self.variance = {k: _values(f"variance[{k!r}]", variance[k], dtype) for k in mean}
+        tiny = torch.finfo(dtype).tiny
         for name in self.mean:
             if self.mean[name].shape != self.variance[name].shape:
                 raise ValueError(
                     f"statistic {name!r}: mean has shape {tuple(self.mean[name].shape)} but variance "
                     f"has shape {tuple(self.variance[name].shape)}"
                 )
-            if not bool((self.variance[name] > 0).all()):
-                raise ValueError(
-                    f"statistic {name!r}: variance must be positive, got {self.variance[name]}"
-                )
             if not bool(torch.isfinite(self.mean[name]).all()):
                 raise ValueError(f"statistic {name!r}: mean must be finite, got {self.mean[name]}")
+            var = self.variance[name]
+            if not bool(torch.isfinite(var).all()) or not bool((var > 0).all()):
+                raise ValueError(
+                    f"statistic {name!r}: variance must be positive and finite, got {var}"
+                )
+            if not bool((var >= tiny).all()) or not bool(torch.isfinite(1 / var).all()):
+                raise ValueError(
+                    f"statistic {name!r}: variance {var} is too small to divide by in "
+                    f"{dtype} (must be >= {tiny:.3g})"
+                )
 
     @property
     def names(self) -> list[str]:
@@ -137,6 +152,17 @@ class EmergentProperty:
         return f"EmergentProperty({'; '.join(parts)})"
 
 
+def _values(name: str, value, dtype: torch.dtype) -> torch.Tensor:
+    """A target mean or variance as a tensor: a number, a list of numbers or a tensor."""
+    if value is None or isinstance(value, str | bytes | bool | dict):
+        raise TypeError(f"{name} must be a number or a tensor of numbers, got {value!r}")
+    try:
+        tensor = torch.as_tensor(value, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"{name} must be a number or a tensor of numbers: {error}") from None
+    return tensor
+
+
 @dataclass
 class MomentTest:
     """Result of the bootstrap convergence test over M batch means of the constraint violation R."""
@@ -167,8 +193,7 @@ def moment_test(batch_violations: torch.Tensor, alpha: float = 0.05) -> MomentTe
         raise ValueError(
             f"batch_violations must have shape (M, m), got {tuple(batch_violations.shape)}"
         )
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    alpha = probability("alpha", alpha, low_open=True, high_open=True)
     above = (batch_violations > 0).double().mean(0)
     below = (batch_violations < 0).double().mean(0)
     p_values = 2 * torch.minimum(above, below)

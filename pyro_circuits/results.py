@@ -12,8 +12,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import importlib
+import inspect
 import os
+import pickle
+import tempfile
+import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 
 import arviz as az
@@ -23,34 +32,174 @@ import torch
 from pyro_circuits.property import EmergentProperty, moment_test
 from pyro_circuits.sites import CircuitProgram
 
-__all__ = ["InferenceResult", "Saved", "TrialPosterior"]
+__all__ = ["InferenceResult", "Saved", "TrialPosterior", "atomic_save", "model_origin"]
 
 #: Columns of :meth:`InferenceResult.convergence_trace`.
 TRACE_COLUMNS = ["simulations", "wall_time", "distance"]
 
 
-class Saved:
-    """:meth:`save` pickles the whole object atomically; :meth:`load` returns it, type-checked.
+def stray_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary files an interrupted :func:`atomic_save` of ``path`` left beside it."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    legacy = [path.with_name(path.name + ".part"), path.with_suffix(".tmp")]
+    return [*path.parent.glob(f".{path.name}.*.tmp"), *(p for p in legacy if p.is_file())]
 
-    The object's model must therefore be picklable (a module-level function, or a callable
-    object such as the built-in models).
+
+def atomic_save(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Write ``path`` atomically: ``write(temporary)`` fills a temporary file in the same folder,
+    which is flushed to disk (fsync) and renamed over ``path``; the folder entry is fsynced too.
+    A write that fails or is killed half-way leaves the previous ``path`` intact; the temporary
+    file is removed on failure, and stray ones of an earlier killed write are removed first.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> atomic_save(folder / "a.txt", lambda tmp: tmp.write_text("hello")).read_text()
+        'hello'
+        >>> atomic_save(folder / "a.txt", lambda tmp: 1 / 0)
+        Traceback (most recent call last):
+        ...
+        ZeroDivisionError: division by zero
+        >>> sorted(p.name for p in folder.iterdir()), (folder / "a.txt").read_text()
+        (['a.txt'], 'hello')
     """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"path must be a file path, got {type(path).__name__}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stray in stray_temporaries(path):
+        stray.unlink(missing_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    partial = Path(name)
+    try:
+        write(partial)
+        with open(partial, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # not every file system lets a folder be fsynced
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    return path
+
+
+def model_origin(model) -> dict:
+    """Where ``model`` (a function, a class or an instance of one) is imported from and a hash of
+    its source: ``{"path": "module:qualname", "source_hash": ...}``. A ValueError when it could
+    not be imported again by another script (defined in ``__main__``, a lambda, a closure).
+
+    Example:
+        >>> from pyro_circuits.models import LDS2D
+        >>> model_origin(LDS2D())["path"]
+        'pyro_circuits.models.lds2d:LDS2D'
+        >>> model_origin(lambda: None)
+        Traceback (most recent call last):
+        ...
+        ValueError: the model <lambda> cannot be imported again (...); define it at the top level of an importable module to save a result of it
+    """
+    target = _origin_object(model)
+    module = getattr(target, "__module__", None)
+    qualname = getattr(target, "__qualname__", type(target).__qualname__)
+    if module is None or module == "__main__" or "<" in qualname:
+        where = "a lambda or closure" if "<" in qualname else f"defined in {module}"
+        raise ValueError(
+            f"the model {qualname} cannot be imported again ({where}); define it at the top level "
+            "of an importable module to save a result of it"
+        )
+    return {"path": f"{module}:{qualname}", "source_hash": _source_hash(target)}
+
+
+def _origin_object(model):
+    while isinstance(model, functools.partial):
+        model = model.func
+    if inspect.isfunction(model) or inspect.isclass(model) or inspect.ismethod(model):
+        return model
+    return type(model)
+
+
+def _source_hash(target) -> str | None:
+    try:
+        source = inspect.getsource(target)
+    except (OSError, TypeError):
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def _check_origin(origin: dict, path) -> None:
+    """Warn when the model a result was saved with is no longer importable or has changed."""
+    module, _, qualname = origin["path"].partition(":")
+    try:
+        target = importlib.import_module(module)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        warnings.warn(
+            f"{path} was saved with the model {origin['path']}, which no longer imports ({error})",
+            stacklevel=3,
+        )
+        return
+    if origin["source_hash"] is not None and _source_hash(target) != origin["source_hash"]:
+        warnings.warn(
+            f"the code of the model {origin['path']} changed since {path} was saved; its "
+            "figures (check(), predictive draws) may differ from those of the saved run",
+            stacklevel=3,
+        )
+
+
+class Saved:
+    """:meth:`save` pickles the whole object atomically (:func:`atomic_save`) with the import
+    path and a source hash of its model (:func:`model_origin`); :meth:`load` returns it,
+    type-checked, and warns when the model's code changed since.
+
+    The object's model must therefore be importable: a module-level function or class (such as
+    the built-in models); saving a result of a model defined in ``__main__``, a lambda or a
+    closure is a ValueError at save time.
+    """
+
+    def saved_model(self):
+        """The model whose origin a save records (``program.model`` or ``model``), or None."""
+        program = getattr(self, "program", None)
+        if program is not None:
+            return program.model
+        return getattr(self, "model", None)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the object to ``path`` (through a temporary file, so a crash leaves no half file)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".part")
-        torch.save(self, partial)
-        os.replace(partial, path)
-        return path
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"path must be a file path, got {type(path).__name__}")
+        model = self.saved_model()
+        self._origin = None if model is None else model_origin(model)
+        return atomic_save(path, lambda partial: torch.save(self, partial))
 
     @classmethod
     def load(cls, path: str | os.PathLike):
-        """The object saved at ``path``; a TypeError when it is not a ``cls``."""
-        result = torch.load(Path(path), weights_only=False)
+        """The object saved at ``path``; a TypeError when it is not a ``cls``, a ValueError when
+        the file is not a readable saved result (garbage or truncated); a warning when the
+        model's code changed since it was saved."""
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"path must be a file path, got {type(path).__name__}")
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no saved result at {path}")
+        try:
+            result = torch.load(path, weights_only=False)
+        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as error:
+            raise ValueError(
+                f"{path} is not a readable saved result (truncated or not a result file): {error}"
+            ) from None
         if not isinstance(result, cls):
             raise TypeError(f"{path} holds a {type(result).__name__}, not a {cls.__name__}")
+        origin = getattr(result, "_origin", None)
+        if origin is not None:
+            _check_origin(origin, path)
         return result
 
 

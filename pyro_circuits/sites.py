@@ -148,6 +148,9 @@ class CircuitProgram:
             if s["type"] == "sample" and s["infer"].get("_deterministic")
         ]
         self.statistic_shapes = {n: trace.nodes[n]["value"].shape for n in self.statistics}
+        self.statistic_dtypes = {
+            n: torch.as_tensor(trace.nodes[n]["value"]).dtype for n in self.statistics
+        }
         self.param_shapes = {n: self.priors[n].event_shape for n in self.params}
         self.plate_nesting = max(
             (len(s["cond_indep_stack"]) for s in trace.nodes.values() if s["type"] == "sample"),

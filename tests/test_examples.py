@@ -13,6 +13,8 @@ SMOKE_ARGUMENTS = {
     "superior_colliculus_opto.py": ["--trials", "20"],
     "compare_methods.py": ["--budget", "300", "--out", "{tmp}"],
     "calcium_ladder.py": ["--quick", "--figure", "{tmp}/ladder.png"],
+    "real_data_opto.py": ["--quick"],
+    "biornn_perturbation.py": ["--quick", "--figure", "{tmp}/biornn.png"],
 }
 
 

@@ -131,3 +131,70 @@ def test_stimulus_gradient_analytic():
     )
     with pytest.raises(ValueError, match="exactly one"):
         perturb.stimulus_gradient(readout, "total", "a")
+
+
+def test_time_varying_current_callable_and_step_indexed():
+    with perturb.optogenetic("a", current=lambda t: 10 * t):
+        out = timeline(steps=3)
+    torch.testing.assert_close(out[:, 0], torch.tensor([1.0, 2.0, 3.0]))
+    per_step = torch.arange(12.0).reshape(4, 3)
+    with perturb.optogenetic(["a", "b", "c"], current=per_step):
+        out = torch.stack(
+            [perturb.site("x", torch.zeros(3), populations=POPS, step=k) for k in range(4)]
+        )
+    torch.testing.assert_close(out, per_step)
+    with perturb.optogenetic("b", current=torch.tensor([5.0, 6.0])):
+        assert perturb.site("x", torch.zeros(3), populations=POPS, step=1).tolist() == [0, 6, 0]
+        with pytest.raises(ValueError, match="needs points with a step"):
+            perturb.site("x", torch.zeros(3), populations=POPS)
+        with pytest.raises(ValueError, match="2 steps"):
+            perturb.site("x", torch.zeros(3), populations=POPS, step=2)
+
+
+def test_index_lists_and_masks_are_not_confused():
+    with perturb.optogenetic([2], current=1.0):
+        assert timeline(steps=1)[0].tolist() == [1.0, 2.0, 4.0]
+    with perturb.optogenetic(torch.tensor([0, 2]), current=1.0):
+        assert timeline(steps=1)[0].tolist() == [2.0, 2.0, 4.0]
+    with pytest.raises(ValueError, match="repeats"), perturb.optogenetic([1, 0, 0], current=1.0):
+        timeline(steps=1)
+    with pytest.raises(ValueError, match="out of range"), perturb.optogenetic([3], current=1.0):
+        timeline(steps=1)
+    with pytest.raises(TypeError, match="float"):
+        perturb.optogenetic(torch.tensor([1.0, 0.0, 0.0]), current=1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"gain": torch.tensor([0.5, 1.5])}, ValueError, "gain must lie"),
+        ({"gain": torch.tensor(-0.1)}, ValueError, "gain must lie"),
+        ({"gain": float("nan")}, ValueError, "NaN"),
+        ({"current": torch.tensor([1.0, float("nan")])}, ValueError, "NaN"),
+        ({"current": "bright"}, TypeError, "current must be"),
+        ({"current": torch.zeros(2, 3, 4)}, ValueError, r"\[T\] or \[T, N\]"),
+    ],
+)
+def test_bad_gain_and_current(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        perturb.optogenetic("a", **kwargs)
+
+
+def test_nan_from_callable_current_raises():
+    with (
+        pytest.raises(ValueError, match="NaN"),
+        perturb.optogenetic("a", current=lambda t: t / 0 * 0 if False else float("nan")),
+    ):
+        timeline(steps=1)
+
+
+def test_unmatched_site_name_warns_on_exit():
+    with pytest.warns(UserWarning, match="matched no perturbation point"):
+        with perturb.optogenetic("a", current=1.0, site="drvie"):
+            timeline(steps=2)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with perturb.optogenetic("a", current=1.0, site="activity"):
+            timeline(steps=2)

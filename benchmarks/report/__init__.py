@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from benchmarks.records import ROOT, read_records
 from benchmarks.report import (
+    allen_opto,
+    biornn,
     calcium,
     circuits,
     compare_circuits,
@@ -35,6 +37,8 @@ PRODUCT: list[tuple[str, Callable[[list[dict]], str]]] = [
     ("demo", demo.render),
     ("lfads_synthetic", lfads.render),
     ("calcium_synthetic", calcium.render),
+    ("biornn_perturbation", biornn.render),
+    ("allen_opto", allen_opto.render),
     ("one_off", one_off.render),
 ]
 #: Studies (``benchmarks/studies/``): one question each.

@@ -6,6 +6,9 @@
 * :mod:`pyro_circuits.baselines.calcium` -- spike deconvolution of fluorescence
   (:func:`threshold_deconvolve`, and :func:`oasis_deconvolve` through the optional GPL extra
   ``oasis-deconv``, imported only when called; :func:`available` says whether it is installed).
+* :mod:`pyro_circuits.baselines.opto` -- light-response baselines: the sham PSTH and a per-unit
+  Poisson GLM with a light kernel (scikit-learn).
+* :mod:`pyro_circuits.baselines.decoding` -- a ridge decoder of behaviour from factors.
 
 Example:
     >>> from pyro_circuits.baselines import calcium, threshold_deconvolve
@@ -13,7 +16,7 @@ Example:
     True
 """
 
-from pyro_circuits.baselines import calcium, spikes
+from pyro_circuits.baselines import calcium, decoding, opto, spikes
 from pyro_circuits.baselines._point import PointPosterior
 from pyro_circuits.baselines.calcium import (
     Deconvolution,
@@ -47,8 +50,10 @@ __all__ = [
     "calcium",
     "condition_average",
     "condition_psth",
+    "decoding",
     "gaussian_smoothing",
     "oasis_deconvolve",
+    "opto",
     "seq2seq",
     "spikes",
     "threshold_deconvolve",

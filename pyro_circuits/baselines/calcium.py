@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from pyro_circuits.baselines._point import PointPosterior
-from pyro_circuits.checks import check_counts
+from pyro_circuits.checks import check_counts, positive_float, real
 from pyro_circuits.models.calcium import CalciumFluorescence, ar1_calcium
 
 __all__ = [
@@ -99,10 +99,11 @@ class Deconvolution(PointPosterior):
     }
 
     def __init__(self, *, dt: float = 0.01, tau: float = 0.4, sigma: float | None = None) -> None:
+        dt, tau = real("dt", dt), real("tau", tau)  # numbers, finite
         if dt <= 0 or tau <= 0:
             raise ValueError(f"dt and tau must be positive, got {dt} and {tau}")
-        if sigma is not None and sigma <= 0:
-            raise ValueError(f"sigma must be positive or None, got {sigma}")
+        if sigma is not None:
+            sigma = positive_float("sigma", sigma)
         self.dt, self.tau, self.sigma = dt, tau, sigma
 
     @abstractmethod

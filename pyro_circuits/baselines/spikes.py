@@ -27,7 +27,7 @@ from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
 from pyro_circuits.baselines._point import PointPosterior
-from pyro_circuits.checks import check_counts
+from pyro_circuits.checks import check_counts, positive_float, positive_int, real, seed_int
 from pyro_circuits.datasets.spike_data import SpikeData
 
 __all__ = [
@@ -191,6 +191,11 @@ class GaussianSmoothing(BaselineFit):
         return rates, smoothed
 
 
+def _check_data(data) -> None:
+    if not isinstance(data, SpikeData):
+        raise TypeError(f"data must be a SpikeData, got {type(data).__name__}")
+
+
 def gaussian_smoothing(
     data: SpikeData, *, sigma: float = 4.0, l2: float = 1e-4, steps: int = 200
 ) -> GaussianSmoothing:
@@ -207,8 +212,10 @@ def gaussian_smoothing(
         >>> fit.posterior_mean(data.valid.counts[..., data.heldin])["rates"].shape
         torch.Size([4, 100, 30])
     """
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
+    _check_data(data)
+    positive_float("sigma", sigma)
+    real("l2", l2, low=0.0)
+    positive_int("steps", steps)
     heldin, heldout = data.heldin, data.heldout
     train = data.train.counts
     glm = None
@@ -277,10 +284,12 @@ def seq2seq(
         >>> fit.posterior_mean(data.valid.counts[..., data.heldin])["latents"].shape
         torch.Size([4, 100, 10])
     """
-    if n_latents < 1 or n_iterations < 1:
-        raise ValueError(
-            f"n_latents and n_iterations must be positive, got {n_latents}, {n_iterations}"
-        )
+    _check_data(data)
+    for name, value in (("n_latents", n_latents), ("n_iterations", n_iterations)):
+        positive_int(name, value)
+    positive_int("batch_size", batch_size)
+    positive_float("lr", lr)
+    seed_int("seed", seed)
     if not len(data.heldout):
         raise ValueError("data.heldout must name the neurons to predict")
     torch.manual_seed(seed)
@@ -370,8 +379,8 @@ def condition_psth(data: SpikeData, *, sigma: float = 8.0) -> ConditionPSTH:
         >>> bool((chosen.flatten() == data.conditions[data.valid_idx]).all())
         True
     """
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
+    _check_data(data)
+    positive_float("sigma", sigma)
     if data.conditions is None:
         raise ValueError("condition_psth needs data.conditions, a condition label per trial")
     labels, psth = condition_average(

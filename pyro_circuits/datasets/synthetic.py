@@ -16,10 +16,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pyro_circuits.checks import positive_int
+from pyro_circuits.checks import int_in_range, nonnegative_int, positive_float, positive_int, real
 from pyro_circuits.datasets.spike_data import SpikeData
 
 __all__ = ["chaotic_rnn", "linear_dynamical", "lorenz"]
+
+
+def _check_common(*, dt, train_fraction, n_heldout, seed, **rates) -> None:
+    """The checks every generator makes before simulating: ``dt`` and the ``rates`` keywords
+    finite positive, ``train_fraction`` in (0, 1], ``n_heldout`` ≥ 0, a seed in NumPy's range."""
+    positive_float("dt", dt)
+    for name, value in rates.items():
+        positive_float(name, value)
+    real("train_fraction", train_fraction, low=0.0, high=1.0, low_open=True)
+    nonnegative_int("n_heldout", n_heldout)
+    int_in_range("seed", seed, 0, 2**32 - 1)
 
 
 def _split_by_repeat(n_conditions: int, n_trials: int, train_fraction: float):
@@ -97,6 +108,7 @@ def chaotic_rnn(
     n_neurons, n_bins = positive_int("n_neurons", n_neurons), positive_int("n_bins", n_bins)
     if tau <= 0 or dt <= 0:
         raise ValueError(f"tau and dt must be positive, got tau={tau}, dt={dt}")
+    _check_common(dt=dt, train_fraction=train_fraction, n_heldout=n_heldout, seed=seed)
     rng = np.random.RandomState(seed)
     weights = g * rng.randn(n_neurons, n_neurons) / np.sqrt(n_neurons)
     input_weights = rng.randn(n_neurons)
@@ -160,6 +172,7 @@ def lorenz(
     )
     n_neurons, n_bins = positive_int("n_neurons", n_neurons), positive_int("n_bins", n_bins)
     steps_per_bin = positive_int("steps_per_bin", steps_per_bin)
+    _check_common(dt=dt, train_fraction=train_fraction, n_heldout=n_heldout, seed=seed)
     rng = np.random.RandomState(seed)
     state = rng.randn(n_conditions, 3)
     path = np.empty((n_conditions, n_bins * steps_per_bin, 3))
@@ -203,6 +216,7 @@ def linear_dynamical(
     """
     n_trials, n_neurons = positive_int("n_trials", n_trials), positive_int("n_neurons", n_neurons)
     n_bins, n_latents = positive_int("n_bins", n_bins), positive_int("n_latents", n_latents)
+    _check_common(dt=dt, train_fraction=train_fraction, n_heldout=n_heldout, seed=seed)
     rng = np.random.RandomState(seed)
     dynamics = np.diag(0.8 + 0.2 * rng.rand(n_latents))
     loadings = 0.025 * rng.randn(n_latents, n_neurons)

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import pandas as pd
 import pyro
 import torch
 from torch.distributions import Normal
 from tqdm.auto import tqdm
 
-from pyro_circuits.checks import require_positive_ints
+from pyro_circuits.checks import (
+    int_in_range,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    probability,
+    real,
+    require_positive_ints,
+    seed_int,
+)
 from pyro_circuits.epi.flow import FlowConfig
 from pyro_circuits.epi.guide import EPIGuide
 from pyro_circuits.epi.loss import ConstraintTest, EPILoss
@@ -71,19 +82,26 @@ class EPIConfig:
     chunk: int = 20_000
 
     def __post_init__(self) -> None:
-        names = ("epochs", "iterations", "test_batches", "log_every", "chunk")
+        names = ("epochs", "iterations", "log_every", "chunk")
         require_positive_ints(**{f"EPIConfig.{name}": getattr(self, name) for name in names})
-        if not isinstance(self.batch_size, int) or self.batch_size < 4 or self.batch_size % 2:
-            raise ValueError(
-                f"EPIConfig.batch_size must be an even integer >= 4, got {self.batch_size!r}"
-            )
-        if self.init_iterations < 0:
-            raise ValueError(f"EPIConfig.init_iterations must be >= 0, got {self.init_iterations}")
+        # One test batch gives a p-value of 0 whatever the draws: the test could never pass.
+        int_in_range("EPIConfig.test_batches", self.test_batches, 2)
+        if self.test_batch_size is not None:
+            positive_int("EPIConfig.test_batch_size", self.test_batch_size)
+        batch = int_in_range("EPIConfig.batch_size", self.batch_size, 4)
+        if batch % 2:
+            raise ValueError(f"EPIConfig.batch_size must be an even integer >= 4, got {batch!r}")
+        nonnegative_int("EPIConfig.init_iterations", self.init_iterations)
         for name in ("lr", "c0", "init_lr"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"EPIConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.beta <= 1 or not 0 < self.gamma < 1 or not 0 < self.alpha < 1:
-            raise ValueError("EPIConfig needs beta > 1, 0 < gamma < 1 and 0 < alpha < 1")
+            positive_float(f"EPIConfig.{name}", getattr(self, name))
+        real("EPIConfig.beta", self.beta, low=1.0, low_open=True)
+        probability("EPIConfig.gamma", self.gamma, low_open=True, high_open=True)
+        probability("EPIConfig.alpha", self.alpha, low_open=True, high_open=True)
+        for name in ("stop_early", "standardize"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(
+                    f"EPIConfig.{name} must be True or False, got {getattr(self, name)!r}"
+                )
 
     @property
     def n_test(self) -> int:
@@ -108,15 +126,22 @@ def initial_gaussian(space: ParameterSpace) -> Normal:
 
 
 def _fit_gaussian(guide: EPIGuide, target: Normal, config: EPIConfig, bar: tqdm) -> None:
-    """Minimise KL(q ‖ target) (reverse KL), the reference's initialisation."""
+    """Minimise KL(q ‖ target) (reverse KL), the reference's initialisation; a non-finite loss
+    or gradient is a FloatingPointError naming the step."""
     if not config.init_iterations:
         return
     optimizer = torch.optim.Adam(guide.parameters(), lr=config.init_lr)
-    for _ in range(config.init_iterations):
+    for step in range(config.init_iterations):
         theta, log_q = guide.rsample_and_log_prob(config.batch_size)
         loss = (log_q - target.log_prob(theta).sum(-1)).mean()
         optimizer.zero_grad()
         loss.backward()
+        grads = [p.grad for p in guide.parameters() if p.grad is not None]
+        if not (torch.isfinite(loss) and torch.isfinite(torch.nn.utils.get_total_norm(grads))):
+            raise FloatingPointError(
+                f"EPI's Gaussian initialisation: the loss ({loss.item()}) or its gradient is not "
+                f"finite at step {step}; check init, or lower EPIConfig.init_lr"
+            )
         optimizer.step()
         bar.update()
     bar.set_postfix(init_kl=f"{loss.item():.3f}")
@@ -163,6 +188,11 @@ def epi(
     converged epoch of greatest entropy; with several ``seed`` values, the converged run of
     greatest entropy.
 
+    Every argument is checked before any work. A non-finite loss or gradient (the flow's
+    parameters named), non-finite flow parameters after an epoch, or the model's linear algebra
+    failing on the draws stops a run with a warning: its flow returns to the last tested epoch,
+    ``result.stopped`` says why, and the result keeps its verdict (``converged``, ``check()``).
+
     Arguments:
         model: a circuit model (Pyro program) following the model contract.
         prop: the emergent property.
@@ -183,16 +213,22 @@ def epi(
         >>> result.sample(3)["a11"].shape
         torch.Size([3])
     """
-    flow = flow or FlowConfig()
-    config = config or EPIConfig()
-    if not isinstance(prop, EmergentProperty):
-        raise TypeError(f"prop must be an EmergentProperty, got {type(prop).__name__}")
+    flow = FlowConfig() if flow is None else flow
+    config = EPIConfig() if config is None else config
+    _check_epi_arguments(
+        model, prop, params, model_args, model_kwargs, flow, config, init, progress
+    )
+    seeds = _seeds(seed)
     program = CircuitProgram(model, params, tuple(model_args), dict(model_kwargs or {}))
     program.require_statistics()
     prop.validate(program.statistic_shapes)
-    seeds = [seed] if isinstance(seed, int) else list(seed)
-    if not seeds:
-        raise ValueError("seed must be an integer or a non-empty sequence of integers")
+    integer = [n for n in prop.names if not program.statistic_dtypes[n].is_floating_point]
+    if integer:
+        raise ValueError(
+            f"the statistics {integer} are not floating-point tensors "
+            f"({[str(program.statistic_dtypes[n]) for n in integer]}): EPI needs their gradient "
+            "with respect to the parameters; compute them in floating point"
+        )
     space = ParameterSpace(program.priors)
     init = initial_gaussian(space) if init is None else init
     if init.batch_shape != (space.dim,):
@@ -216,6 +252,46 @@ def epi(
     return best
 
 
+def _seeds(seed) -> list[int]:
+    """``seed`` (an integer or a non-empty sequence of them) as a list of seeds."""
+    if isinstance(seed, str | bytes) or not isinstance(seed, int | Sequence | np.integer):
+        raise TypeError(f"seed must be an integer or a sequence of integers, got {seed!r}")
+    seeds = [seed] if not isinstance(seed, Sequence) else list(seed)
+    if not seeds:
+        raise ValueError("seed must be an integer or a non-empty sequence of integers")
+    return [seed_int("seed", s) for s in seeds]
+
+
+def _check_epi_arguments(
+    model, prop, params, model_args, model_kwargs, flow, config, init, progress
+):
+    """The checks :func:`epi` makes before any work."""
+    if not callable(model):
+        raise TypeError(f"model must be a callable Pyro program, got {type(model).__name__}")
+    if not isinstance(prop, EmergentProperty):
+        raise TypeError(f"prop must be an EmergentProperty, got {type(prop).__name__}")
+    if params is not None and (
+        isinstance(params, str) or not all(isinstance(p, str) for p in params)
+    ):
+        raise TypeError(f"params must be a list of site names, got {params!r}")
+    if not isinstance(model_args, tuple | list):
+        raise TypeError(f"model_args must be a tuple, got {type(model_args).__name__}")
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
+    if not isinstance(flow, FlowConfig):
+        raise TypeError(f"flow must be a FlowConfig, got {type(flow).__name__}")
+    if not isinstance(config, EPIConfig):
+        raise TypeError(f"config must be an EPIConfig, got {type(config).__name__}")
+    if init is not None and not isinstance(init, Normal):
+        raise TypeError(f"init must be a torch.distributions.Normal, got {type(init).__name__}")
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+
+
+class _NonFinite(FloatingPointError):
+    """A non-finite loss or gradient: the epoch stops before the optimiser step."""
+
+
 def _fit(
     program: CircuitProgram,
     prop: EmergentProperty,
@@ -226,6 +302,11 @@ def _fit(
     progress: bool,
 ) -> EPIResult:
     """One seeded EPI run: initialisation, then epochs of Adam steps and end-of-epoch tests."""
+    with pyro.get_param_store().scope():  # a model's pyro.param values stay in this run
+        return _fit_in_scope(program, prop, flow_config, config, init, seed, progress)
+
+
+def _fit_in_scope(program, prop, flow_config, config, init, seed, progress) -> EPIResult:
     pyro.set_rng_seed(seed)
     guide = EPIGuide(program, flow=flow_config, generator=torch.Generator().manual_seed(seed))
     loss = epi_loss(prop, config, seed)
@@ -235,12 +316,24 @@ def _fit(
         _fit_gaussian(guide, init, config, bar)
         test = loss.test(guide.model, guide)
         record.add_epoch(0, 0, test, loss)
+        if test.entropy_note is not None:
+            warnings.warn(f"EPI epoch 0: {test.entropy_note}", stacklevel=3)
         loss.update(test)
         optimizer = torch.optim.Adam(guide.parameters(), lr=config.lr)
+        record.keep_last(guide)
         for epoch in range(1, config.epochs + 1):
-            _train_epoch(guide, loss, optimizer, epoch, config, record, bar)
-            test = loss.test(guide.model, guide)
+            try:
+                _train_epoch(guide, loss, optimizer, epoch, config, record, bar)
+                test = loss.test(guide.model, guide)
+            except _NonFinite as error:
+                record.stop(guide, str(error))
+                break
+            except torch.linalg.LinAlgError as error:  # the model's algebra on extreme draws
+                record.stop(guide, f"the model's linear algebra failed in epoch {epoch}: {error}")
+                break
             record.add_epoch(epoch, epoch * config.iterations, test, loss)
+            if test.entropy_note is not None:
+                warnings.warn(f"EPI epoch {epoch}: {test.entropy_note}", stacklevel=3)
             bar.set_postfix(
                 epoch=epoch,
                 H=f"{test.entropy:.2f}",
@@ -248,6 +341,10 @@ def _fit(
                 c=f"{loss.c:.3g}",
                 ok=test.moment.converged,
             )
+            if not _all_finite(guide.parameters()):
+                record.stop(guide, f"the flow's parameters became non-finite in epoch {epoch}")
+                break
+            record.keep_last(guide)
             if record.keep_if_best(guide, test, epoch) and config.stop_early:
                 break
             loss.update(test)
@@ -267,16 +364,25 @@ def _train_epoch(
     for step in range(config.iterations):
         value = loss(guide.model, guide)
         if not torch.isfinite(value):
-            raise FloatingPointError(
-                f"EPI loss became {value.item()} at epoch {epoch}, step {step}"
-            )
+            raise _NonFinite(f"the EPI loss became {value.item()} at epoch {epoch}, step {step}")
         optimizer.zero_grad()
         value.backward()
+        grads = [p.grad for p in guide.parameters() if p.grad is not None]
+        if not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+            bad = [n for n, p in guide.named_parameters() if not _all_finite([p.grad])]
+            raise _NonFinite(
+                f"the gradient of the flow's parameters {bad} became non-finite at epoch {epoch}, "
+                f"step {step} (the loss was {value.item():.4g})"
+            )
         optimizer.step()
         record.simulations += config.batch_size
         bar.update()
         if step % config.log_every == 0:
             record.add_step(epoch, step, -loss.neg_entropy.item(), value.item(), loss.residual)
+
+
+def _all_finite(tensors) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
 class _Record:
@@ -287,6 +393,7 @@ class _Record:
         self.history: list[dict] = []
         self.trace: list[dict] = []
         self.best_state, self.best_entropy, self.best_epoch = None, -float("inf"), None
+        self.last_state, self.stopped = None, None
         self.start, self.simulations = time.perf_counter(), 0
 
     def add_step(
@@ -322,6 +429,20 @@ class _Record:
             row[f"eta {name}"] = float(loss.eta[i])
         self.history.append(row)
 
+    def keep_last(self, guide: EPIGuide) -> None:
+        """Keep the guide's state at a tested epoch: the finite state a stopped run returns to."""
+        self.last_state = copy.deepcopy(guide.state_dict())
+
+    def stop(self, guide: EPIGuide, why: str) -> None:
+        """The finite guard: the run stops, the guide back at the last tested epoch."""
+        self.stopped = why
+        guide.load_state_dict(self.last_state)
+        warnings.warn(
+            f"EPI stopped: {why}; the flow of epoch {self.history[-1]['epoch']} (the last tested"
+            " one) is kept",
+            stacklevel=4,
+        )
+
     def keep_if_best(self, guide: EPIGuide, test: ConstraintTest, epoch: int) -> bool:
         """Keep the guide's state when the epoch converged with the greatest entropy so far."""
         if not (test.moment.converged and test.entropy > self.best_entropy):
@@ -350,4 +471,5 @@ class _Record:
             simulations=self.simulations,
             seed=seed,
             settings=settings,
+            stopped=self.stopped,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import arviz as az
@@ -13,6 +14,7 @@ from pyro_circuits.diagnostics import inference_data
 from pyro_circuits.epi.analysis import Sensitivity, ascend, hessian_sensitivity
 from pyro_circuits.epi.flow import SupportedFlow
 from pyro_circuits.epi.guide import EPIGuide
+from pyro_circuits.epi.loss import draws_entropy
 from pyro_circuits.property import EmergentProperty
 from pyro_circuits.results import InferenceResult
 from pyro_circuits.sites import CircuitProgram
@@ -36,6 +38,8 @@ class EPIResult(InferenceResult):
             simulations and wall time.
         trace: every ``log_every`` Adam steps: entropy, loss and the minibatch violations.
         restarts: one row per seed when several were run.
+        stopped: why the run stopped early (a non-finite loss, gradient or flow parameter: the
+            flow of the last tested epoch is kept), else None.
     """
 
     guide: EPIGuide
@@ -50,6 +54,8 @@ class EPIResult(InferenceResult):
     seed: int
     settings: dict
     restarts: pd.DataFrame | None = field(default=None)
+    #: Why the run stopped early on a non-finite loss, gradient or parameter, else None.
+    stopped: str | None = None
     method = "epi"
 
     @property
@@ -91,12 +97,22 @@ class EPIResult(InferenceResult):
     @torch.no_grad()
     def entropy(self, n: int | None = None, seed: int | None = 0) -> float:
         """H(q) = −E_q[log q(z)] in nats: by default the estimate EPI selected the epoch by (over
-        its M × N test draws); with ``n`` a fresh Monte-Carlo estimate over ``n`` draws."""
+        its M × N test draws); with ``n`` a fresh Monte-Carlo estimate over ``n`` draws.
+
+        Either is −mean log q over the flow's own draws; where the flow's log q is not finite or
+        disagrees with ``log_prob`` of the same draws (draws saturating a support's bounds), it
+        is −mean ``log_prob`` of the draws instead, with a warning
+        (:func:`~pyro_circuits.epi.loss.draws_entropy`).
+        """
         if n is None:
             return self.selected_entropy
         if seed is not None:
             torch.manual_seed(seed)
-        return -self.q.rsample_and_log_prob(n)[1].mean().item()
+        theta, log_q = self.q.rsample_and_log_prob(n)
+        entropy, note = draws_entropy(log_q, theta, self.q.log_prob)
+        if note is not None:
+            warnings.warn(f"EPIResult.entropy: {note}", stacklevel=2)
+        return entropy
 
     def mode(
         self,

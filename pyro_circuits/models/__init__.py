@@ -1,5 +1,6 @@
 """Built-in circuit models, one family per module, each a plain Pyro program."""
 
+from pyro_circuits.models.biornn import BioRNN, reference_circuit
 from pyro_circuits.models.calcium import CalciumFluorescence
 from pyro_circuits.models.calcium_lfads import CalciumLFADS, GaussianCalciumLFADS
 from pyro_circuits.models.lds2d import LDS2D
@@ -9,6 +10,7 @@ from pyro_circuits.models.stg import STG
 from pyro_circuits.models.superior_colliculus import SuperiorColliculus
 
 __all__ = [
+    "BioRNN",
     "CalciumFluorescence",
     "CalciumLFADS",
     "GaussianCalciumLFADS",
@@ -17,4 +19,5 @@ __all__ = [
     "Rank2RNN",
     "STG",
     "SuperiorColliculus",
+    "reference_circuit",
 ]

@@ -32,18 +32,35 @@ def _check_decay(dt: float, tau) -> None:
         raise ValueError(f"tau must exceed dt = {dt} s (so 0 < 1 - dt/tau < 1), got {tau}")
 
 
+def _check_spikes(spikes) -> None:
+    """A tensor of spikes, none negative (NaN is left to the callers that allow it)."""
+    if not torch.is_tensor(spikes):
+        raise TypeError(f"spikes must be a torch.Tensor, got {type(spikes).__name__}")
+    if spikes.numel() and (spikes < 0).any():
+        raise ValueError(
+            "spikes must be non-negative (negative spikes give negative calcium), got a "
+            f"minimum of {spikes.min().item()}"
+        )
+
+
 def ar1_calcium(spikes: torch.Tensor, *, dt: float, tau, alpha=1.0, beta=0.0) -> torch.Tensor:
     """Calcium c [..., time, neurons] driven by ``spikes`` [..., time, neurons] through AR(1).
 
     ``tau``, ``alpha`` and ``beta`` are floats or tensors broadcasting against [..., neurons];
-    gradients flow to all of them and to ``spikes``.
+    gradients flow to all of them and to ``spikes``. Negative spikes (which would give
+    negative calcium) are a ValueError.
 
     Example:
         >>> ar1_calcium(torch.tensor([[1.0], [0.0], [0.0]]), dt=0.1, tau=0.2)
         tensor([[1.0000],
                 [0.5000],
                 [0.2500]])
+        >>> ar1_calcium(torch.tensor([[-1.0]]), dt=0.1, tau=0.2)
+        Traceback (most recent call last):
+        ...
+        ValueError: spikes must be non-negative (negative spikes give negative calcium), got a minimum of -1.0
     """
+    _check_spikes(spikes)
     _check_decay(dt, tau)
     decay = 1 - dt / torch.as_tensor(tau, dtype=spikes.dtype, device=spikes.device)
     drive = alpha * spikes + beta
@@ -66,7 +83,7 @@ def fluorescence_from_spikes(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Synthetic (calcium, fluorescence) for ``spikes`` [trials, time, neurons]; F = c + σ ε.
 
-    The same ``seed`` gives the same noise.
+    The same ``seed`` gives the same noise. ``spikes`` must be finite and non-negative.
 
     Example:
         >>> spikes = torch.zeros(2, 50, 3)
@@ -75,7 +92,7 @@ def fluorescence_from_spikes(
         >>> fluor.shape, round(calcium[0, 11, 0].item(), 3)
         (torch.Size([2, 50, 3]), 0.975)
     """
-    check_counts(spikes, "spikes", integer=False)
+    check_counts(spikes, "spikes", integer=False, nonnegative=True)
     if sigma < 0:
         raise ValueError(f"sigma must be non-negative, got {sigma}")
     calcium = ar1_calcium(spikes, dt=dt, tau=tau, alpha=alpha, beta=beta)
@@ -96,7 +113,7 @@ class CalciumFluorescence(LocalPyroModule):
             Default: σ only. Fix σ (``learn=()``) when the noise level is known: a learned σ
             can grow until the likelihood no longer asks the spikes to explain the calcium.
 
-    Call ``model(spikes, fluorescence=None, *, n_trials=None)`` with spikes
+    Call ``model(spikes, fluorescence=None, *, n_trials=None)`` with spikes (finite, non-negative)
     [..., trials, time, neurons] (leading dimensions: particles) and fluorescence
     [trials, time, neurons]. Sites (in the ``trials`` plate): deterministic ``calcium`` (the
     fluorescence mean) and ``fluorescence``, observed when given. NaN entries of
@@ -183,7 +200,7 @@ class CalciumFluorescence(LocalPyroModule):
     def forward(self, spikes, fluorescence=None, *, n_trials=None):
         if not torch.is_tensor(spikes) or spikes.dim() < 3:
             raise ValueError("spikes must be a [..., trials, time, neurons] tensor")
-        check_counts(spikes.flatten(0, -3), "spikes", integer=False)
+        check_counts(spikes.flatten(0, -3), "spikes", integer=False, nonnegative=True)
         if spikes.shape[-1] != self.n_neurons:
             raise ValueError(f"spikes has {spikes.shape[-1]} neurons, the model {self.n_neurons}")
         return self.observe(self.calcium(spikes), fluorescence, n_trials=n_trials)

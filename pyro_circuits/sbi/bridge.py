@@ -12,16 +12,18 @@ The same model function that EPI fits runs under sbi (0.27, current names ``NPE_
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
 from torch.distributions import Distribution, Independent, Uniform
 
+from pyro_circuits.checks import name_in, positive_int, seed_int
 from pyro_circuits.property import EmergentProperty
 from pyro_circuits.sites import CircuitProgram
 from pyro_circuits.space import ParameterSpace
 
-__all__ = ["Simulator", "observation", "prepare", "sbi_prior"]
+__all__ = ["Simulator", "check_keywords", "check_run", "observation", "prepare", "sbi_prior"]
 
 
 def _is_uniform(prior: Distribution) -> bool:
@@ -103,6 +105,43 @@ class Simulator:
         theta = torch.as_tensor(theta, dtype=torch.get_default_dtype())
         stats = self.program.simulate(self.space.split(theta.reshape(-1, self.space.dim)))
         return torch.cat([stats[s].reshape(theta.shape[0], -1) for s in self.statistics], dim=-1)
+
+
+def check_run(model, prop, params, model_args, model_kwargs, **common) -> None:
+    """The checks NPE and SMC-ABC share, before any work: the model and property arguments,
+    and ``num_workers``, ``simulation_batch_size`` (positive integers), ``seed``, ``progress``."""
+    if not callable(model):
+        raise TypeError(f"model must be a callable Pyro program, got {type(model).__name__}")
+    if not isinstance(prop, EmergentProperty):
+        raise TypeError(f"prop must be an EmergentProperty, got {type(prop).__name__}")
+    if params is not None and (
+        isinstance(params, str) or not all(isinstance(p, str) for p in params)
+    ):
+        raise TypeError(f"params must be a list of site names, got {params!r}")
+    if not isinstance(model_args, tuple | list):
+        raise TypeError(f"model_args must be a tuple, got {type(model_args).__name__}")
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
+    positive_int("num_workers", common["num_workers"])
+    positive_int("simulation_batch_size", common["simulation_batch_size"])
+    seed_int("seed", common["seed"])
+    if not isinstance(common["progress"], bool):
+        raise TypeError(f"progress must be True or False, got {common['progress']!r}")
+
+
+def check_keywords(name: str, kwargs, function) -> dict:
+    """``kwargs`` (a dict or None) whose keys are all parameters of ``function``."""
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, dict):
+        raise TypeError(f"{name} must be a dict of keyword arguments, got {kwargs!r}")
+    signature = inspect.signature(function)
+    if any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        return dict(kwargs)
+    known = [k for k in signature.parameters if k != "self"]
+    for key in kwargs:
+        name_in(f"{name} key", key, known)
+    return dict(kwargs)
 
 
 def prepare(model, prop, params, model_args, model_kwargs):

@@ -6,6 +6,7 @@ is the caller's choice, e.g. ``with joblib.parallel_config(backend="threading"):
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -14,9 +15,9 @@ import pandas as pd
 import pyro
 import torch
 
-from pyro_circuits.checks import positive_int
+from pyro_circuits.checks import name_in, nonnegative_int, positive_float, positive_int
 from pyro_circuits.property import EmergentProperty, predictive_distance
-from pyro_circuits.sbi.bridge import prepare, sbi_prior
+from pyro_circuits.sbi.bridge import check_keywords, check_run, prepare, sbi_prior
 from pyro_circuits.sbi.result import NPEResult
 
 __all__ = ["NPE"]
@@ -43,6 +44,44 @@ class _NoTracker:
         pass
 
 
+def _check_estimator(density_estimator, estimator_kwargs) -> dict:
+    """``estimator_kwargs`` (a dict, or None: ``{}``) checked against what sbi's
+    ``posterior_nn`` and the named builder take: an unknown name or key is a ValueError naming
+    it (with the nearest match), before any simulation. sbi itself would only warn about an
+    unknown key, or fail with a NotImplementedError for an unknown name after the simulations.
+    """
+    from sbi.neural_nets import posterior_nn
+    from sbi.neural_nets.factory import model_builders
+
+    if estimator_kwargs is not None and not isinstance(estimator_kwargs, dict):
+        raise TypeError(f"estimator_kwargs must be a dict, got {estimator_kwargs!r}")
+    if callable(density_estimator):
+        if estimator_kwargs:
+            raise ValueError(
+                "estimator_kwargs are keywords of a named density_estimator; a callable "
+                f"builder takes its own (got {sorted(estimator_kwargs)})"
+            )
+        return {}
+    if not isinstance(density_estimator, str):
+        raise TypeError(
+            f"density_estimator must be a name or a callable, got {density_estimator!r}"
+        )
+    name_in("density_estimator", density_estimator, model_builders)
+    known = {
+        name
+        for function in (posterior_nn, model_builders[density_estimator])
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.kind is not parameter.VAR_KEYWORD
+    }
+    # posterior_nn sets the builder's data arguments and its z_score_y (from z_score_x).
+    known -= {"model", "batch_x", "batch_y", "z_score_y"}
+    if density_estimator.startswith("zuko_"):
+        known.add("x_dist")  # the support map's prior, which zuko flows take
+    for key in estimator_kwargs or {}:
+        name_in("estimator_kwargs key", key, sorted(known))
+    return dict(estimator_kwargs or {})
+
+
 def _estimator(density_estimator, estimator_kwargs, prior):
     """An sbi density-estimator builder from a name (with the support map for zuko flows) or a
     callable."""
@@ -50,10 +89,6 @@ def _estimator(density_estimator, estimator_kwargs, prior):
 
     if callable(density_estimator):
         return density_estimator
-    if not isinstance(density_estimator, str):
-        raise TypeError(
-            f"density_estimator must be a name or a callable, got {density_estimator!r}"
-        )
     defaults = {}
     if density_estimator.startswith("zuko_"):
         # The paper's "support map": the flow lives in unconstrained space, so no
@@ -124,8 +159,15 @@ def NPE(
     """
     from sbi.inference import NPE_C, simulate_for_sbi
 
+    check_run(model, prop, params, model_args, model_kwargs, num_workers=num_workers,
+              simulation_batch_size=simulation_batch_size, seed=seed, progress=progress)  # fmt: skip
     simulations = positive_int("simulations", simulations)
     rounds = positive_int("rounds", rounds)
+    if stop_distance is not None:
+        positive_float("stop_distance", stop_distance)
+    check_samples = nonnegative_int("check_samples", check_samples)
+    estimator_kwargs = _check_estimator(density_estimator, estimator_kwargs)
+    train_kwargs = check_keywords("train_kwargs", train_kwargs, NPE_C.train)
     program, simulator, x0 = prepare(model, prop, params, model_args, model_kwargs)
     prior = sbi_prior(simulator.space)
     estimator = _estimator(density_estimator, estimator_kwargs, prior)

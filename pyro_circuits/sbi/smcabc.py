@@ -12,9 +12,9 @@ import pandas as pd
 import pyro
 import torch
 
-from pyro_circuits.checks import positive_int
+from pyro_circuits.checks import positive_float, positive_int, probability
 from pyro_circuits.property import EmergentProperty, predictive_distance
-from pyro_circuits.sbi.bridge import prepare, sbi_prior
+from pyro_circuits.sbi.bridge import check_run, prepare, sbi_prior
 from pyro_circuits.sbi.result import SMCABCResult
 
 __all__ = ["SMCABC", "SMCABCStalled"]
@@ -180,20 +180,25 @@ def SMCABC(
         >>> result.sample(4)["a11"].shape
         torch.Size([4])
     """
+    check_run(model, prop, params, model_args, model_kwargs, num_workers=num_workers,
+              simulation_batch_size=simulation_batch_size, seed=seed, progress=progress)  # fmt: skip
     simulations = positive_int("simulations", simulations)
+    positive_float("kernel_variance_scale", kernel_variance_scale)
+    if not isinstance(distance_based_decay, bool):
+        raise TypeError(f"distance_based_decay must be True or False, got {distance_based_decay!r}")
     if particles is None:
         particles = min(1000, max(10, simulations // 20))
     particles = positive_int("particles", particles)
-    initial_population = positive_int("initial_population", initial_population or 2 * particles)
+    if initial_population is None:
+        initial_population = 2 * particles
+    initial_population = positive_int("initial_population", initial_population)
     if initial_population < particles or simulations < initial_population:
         raise ValueError(
             f"need particles ({particles}) <= initial_population ({initial_population}) <= "
             f"simulations ({simulations})"
         )
-    if not 0 < epsilon_decay < 1:
-        raise ValueError(f"epsilon_decay must lie in (0, 1), got {epsilon_decay}")
-    if not 0 <= min_kernel_acceptance < 1:
-        raise ValueError(f"min_kernel_acceptance must lie in [0, 1), got {min_kernel_acceptance}")
+    probability("epsilon_decay", epsilon_decay, low_open=True, high_open=True)
+    probability("min_kernel_acceptance", min_kernel_acceptance, high_open=True)
     program, simulator, x0 = prepare(model, prop, params, model_args, model_kwargs)
     _require_bounded(simulator.space)
     pyro.set_rng_seed(seed)

@@ -27,11 +27,15 @@ import contextlib
 import copy
 import math
 import os
+import pickle
 from pathlib import Path
 
 import torch
 from torch.optim import swa_utils
 from tqdm.auto import tqdm
+
+from pyro_circuits.checks import positive_int, probability, real, writable_dir
+from pyro_circuits.results import atomic_save, stray_temporaries
 
 __all__ = ["Callback", "Checkpoint", "EarlyStopping", "MovingAverage", "ProgressBar", "TimeLimit"]
 
@@ -98,6 +102,16 @@ class Callback:
     def on_train_end(self, loop, fit) -> None:
         """After the last epoch, in reverse order of the hooks; ``fit`` is about to be returned."""
 
+    def settings(self) -> dict | None:
+        """What a checkpoint's fingerprint records of this hook (its plain attributes), or None
+        for a hook that does not change the training (a budget, a bar, the checkpoint)."""
+        plain = (bool, int, float, str, tuple, type(None))
+        return {
+            key: value
+            for key, value in sorted(vars(self).items())
+            if not key.startswith("_") and isinstance(value, plain)
+        }
+
 
 class MovingAverage(Callback):
     """An exponential moving average of the model's and the guide's parameters
@@ -111,9 +125,7 @@ class MovingAverage(Callback):
     """
 
     def __init__(self, decay: float) -> None:
-        if not 0 < decay < 1:
-            raise ValueError(f"average_decay must be in (0, 1), got {decay}")
-        self.decay = decay
+        self.decay = probability("average_decay", decay, low_open=True, high_open=True)
         self.average = None
 
     def on_train_begin(self, loop) -> None:
@@ -153,7 +165,7 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, patience: int | None = None) -> None:
-        self.patience = patience
+        self.patience = None if patience is None else positive_int("patience", patience)
 
     def on_train_begin(self, loop) -> None:
         for key, value in (("best", math.inf), ("best_params", None), ("stale", 0)):
@@ -192,17 +204,27 @@ class TimeLimit(Callback):
     """
 
     def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+        self.seconds = real("max_time", seconds, low=0.0)
 
     def on_epoch_end(self, loop, record, monitored) -> bool:
         return loop.state["elapsed"] >= self.seconds
 
+    def settings(self) -> None:
+        return None
+
 
 class Checkpoint(Callback):
-    """Save the loop's full state to ``path`` after every epoch (through a temporary file), and
-    resume from it as training begins when it exists: model, guide, optimiser, learning-rate
-    schedule, the loop's ``state`` (epoch, step, history, ...), the RNG state, and the entries of
-    the other hooks (:meth:`Callback.checkpoint_state`).
+    """Save the loop's full state to ``path`` after every epoch (atomically: a temporary file in
+    the same folder, fsynced, then renamed), and resume from it as training begins when it
+    exists: model, guide, optimiser, learning-rate schedule, the loop's ``state`` (epoch, step,
+    history, ...), the RNG state, and the entries of the other hooks
+    (:meth:`Callback.checkpoint_state`).
+
+    The checkpoint holds the run's fingerprint (:meth:`~pyro_circuits.svi.loop.Loop.fingerprint`:
+    data, model and guide configuration, settings). Resuming from a checkpoint of another run is
+    a ValueError naming what differs, unless ``overwrite=True``, which starts afresh and replaces
+    it. A file that is not a readable checkpoint is a ValueError too; temporary files left by a
+    write that was killed are removed.
 
     Hooks that keep entries of their own must come before it in the loop's list.
 
@@ -211,17 +233,52 @@ class Checkpoint(Callback):
         'fit.ckpt'
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"checkpoint must be a file path, got {type(path).__name__}")
+        if not isinstance(overwrite, bool):
+            raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+        self.path, self.overwrite = Path(path), overwrite
+        if self.path.is_dir():
+            raise ValueError(f"checkpoint {str(self.path)!r} is a folder, not a file path")
+
+    def settings(self) -> None:
+        return None
+
+    def read(self, device=None) -> dict:
+        """The checkpoint at ``path``; a ValueError when it is not a readable checkpoint."""
+        try:
+            saved = torch.load(self.path, weights_only=False, map_location=device)
+        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as error:
+            raise ValueError(
+                f"checkpoint {str(self.path)!r} is not a readable checkpoint (truncated or another"
+                f" kind of file): {error}; remove it or pass overwrite=True"
+            ) from None
+        if not isinstance(saved, dict) or "state" not in saved or "model" not in saved:
+            raise ValueError(f"checkpoint {str(self.path)!r} does not hold a training checkpoint")
+        return saved
 
     def on_train_begin(self, loop) -> None:
-        if self.path.exists():
-            loop.resume(torch.load(self.path, weights_only=False, map_location=loop.device))
+        for stray in stray_temporaries(self.path):
+            stray.unlink(missing_ok=True)
+        writable_dir("the checkpoint's folder", self.path.parent)
+        if not self.path.exists():
+            return
+        if self.overwrite:
+            return  # started afresh; the first epoch's end replaces the file
+        saved = self.read(loop.device)
+        stored, current = saved.get("fingerprint", {}), loop.fingerprint()
+        differ = [key for key in current if stored.get(key) != current[key]]
+        if differ:
+            raise ValueError(
+                f"checkpoint {str(self.path)!r} was written by another run: its "
+                f"{', '.join(differ)} differ from this call's; pass overwrite=True to start "
+                "afresh, or another checkpoint path"
+            )
+        loop.resume(saved)
 
     def on_epoch_end(self, loop, record, monitored) -> bool:
-        partial = self.path.with_suffix(".tmp")
-        torch.save(loop.checkpoint(), partial)
-        os.replace(partial, self.path)
+        atomic_save(self.path, lambda partial: torch.save(loop.checkpoint(), partial))
         return False
 
 
@@ -236,6 +293,9 @@ class ProgressBar(Callback):
 
     def __init__(self, seconds: float | None = None, *, disable: bool = False) -> None:
         self.seconds, self.disable = seconds, disable
+
+    def settings(self) -> None:
+        return None
 
     def on_train_begin(self, loop) -> None:
         timed = self.seconds is not None

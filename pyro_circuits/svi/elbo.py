@@ -35,7 +35,8 @@ def partial_elbo_loss(model, guide, sites: Sequence[str], *args, **kwargs) -> to
     """-ELBO restricted to ``sites``: -(Σ log p − Σ log q) over those of them that the model
     traces (the guide's draws replayed), from one guide draw; ``args`` and ``kwargs`` go to both.
 
-    For a model with two levels it scores one of them, e.g. a ladder model's deep level
+    A name that is not a sample site of the model is a ValueError (a misspelt site would
+    otherwise score nothing, a loss of 0). For a model with two levels it scores one of them, e.g. a ladder model's deep level
     (``("ic", "co", "spikes_given_rates")``), whose share of the full ELBO is small.
 
     Example:
@@ -50,6 +51,13 @@ def partial_elbo_loss(model, guide, sites: Sequence[str], *args, **kwargs) -> to
     """
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    known = {n for n, s in model_trace.nodes.items() if s["type"] == "sample"}
+    unknown = [name for name in sites if name not in known]
+    if unknown:
+        raise ValueError(
+            f"valid_sites names {unknown}, which are not sample sites of the model; "
+            f"its sample sites are {sorted(known)}"
+        )
     wanted = lambda name, site: name in sites  # noqa: E731
     model_trace.compute_log_prob(wanted)
     guide_trace.compute_log_prob(wanted)

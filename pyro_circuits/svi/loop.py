@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 import pyro
 import torch
 
+from pyro_circuits.checks import nonnegative_int, positive_float, probability, real
 from pyro_circuits.svi.callbacks import Callback
 from pyro_circuits.svi.elbo import Validation
 from pyro_circuits.svi.fit import SVIFit
@@ -35,6 +37,49 @@ def trained_parameters(model: torch.nn.Module, guide: torch.nn.Module) -> list[t
     return list({id(p): p for m in (model, guide) for p in m.parameters()}.values())
 
 
+def _parameter_names(model: torch.nn.Module, guide: torch.nn.Module) -> list[str]:
+    """``model.<name>`` / ``guide.<name>`` of each of :func:`trained_parameters`, in its order."""
+    names: dict[int, str] = {}
+    for part, module in (("model", model), ("guide", guide)):
+        for name, p in module.named_parameters():
+            names.setdefault(id(p), f"{part}.{name}")
+    return list(names.values())
+
+
+def _digest(*parts) -> str:
+    hasher = hashlib.sha256()
+    for part in parts:
+        if torch.is_tensor(part):
+            part = part.detach().cpu().contiguous()
+            hasher.update(f"{part.dtype}{tuple(part.shape)}".encode())
+            hasher.update(part.numpy().tobytes())
+        else:
+            hasher.update(repr(part).encode())
+    return hasher.hexdigest()[:16]
+
+
+def configuration(module) -> dict:
+    """What a checkpoint records of a model or guide's configuration: its class, the names and
+    shapes of its state, and its plain attributes (sizes, ``dt``, likelihood, prior scales); not
+    its parameter values, so fresh weights resume from the same checkpoint.
+
+    Example:
+        >>> configuration(torch.nn.Linear(2, 3))["state"]
+        [('bias', (3,)), ('weight', (3, 2))]
+    """
+    plain = (bool, int, float, str, tuple, type(None))
+    attributes = {
+        key: value
+        for key, value in sorted(vars(module).items())
+        if not key.startswith("_") and key != "training" and isinstance(value, plain)
+    }
+    return {
+        "class": f"{type(module).__module__}.{type(module).__qualname__}",
+        "state": sorted((k, tuple(v.shape)) for k, v in module.state_dict().items()),
+        "attributes": attributes,
+    }
+
+
 @dataclass(frozen=True)
 class Optimiser:
     """Adam (``betas``, ``eps``: torch's defaults) with gradient-norm clipping at ``clip_norm``;
@@ -56,14 +101,16 @@ class Optimiser:
     min_lr: float = 1e-5
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.clip_norm <= 0:
-            raise ValueError(
-                f"lr and clip_norm must be positive, got lr={self.lr}, clip_norm={self.clip_norm}"
-            )
-        if not all(0 <= beta < 1 for beta in self.betas) or self.eps <= 0:
-            raise ValueError(
-                f"Adam needs betas in [0, 1) and eps > 0, got betas={self.betas}, eps={self.eps}"
-            )
+        positive_float("lr", self.lr)
+        positive_float("clip_norm", self.clip_norm)
+        positive_float("Adam needs adam_eps", self.eps)
+        if not isinstance(self.betas, tuple | list) or len(self.betas) != 2:
+            raise TypeError(f"adam_betas must be a pair of numbers in [0, 1), got {self.betas!r}")
+        for beta in self.betas:
+            probability("Adam needs each of adam_betas", beta, high_open=True)
+        probability("lr_decay", self.decay, low_open=True, high_open=True)
+        nonnegative_int("lr_patience", self.patience)
+        real("lr_min", self.min_lr, low=0.0)
 
     def build(self, params) -> tuple[torch.optim.Adam, torch.optim.lr_scheduler.ReduceLROnPlateau]:
         """The optimiser of ``params`` and its learning-rate schedule."""
@@ -118,6 +165,7 @@ class Loop:
         self.validation = validation
         self.batch_size, self.max_epochs, self.seed = batch_size, max_epochs, seed
         self.params = trained_parameters(model, guide)
+        self.param_names = _parameter_names(model, guide)
         self.optimizer, self.scheduler = self.optimiser.build(self.params)
         #: What a checkpoint saves besides the modules, the optimiser and the RNG.
         self.state = {"epoch": 0, "step": 0, "history": [], "elapsed": 0.0}
@@ -200,12 +248,27 @@ class Loop:
         total.backward()
         for hook in self.hooks:
             hook.on_backward(self)
-        torch.nn.utils.clip_grad_norm_(self.params, self.optimiser.clip_norm)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.optimiser.clip_norm)
+        if not torch.isfinite(norm):  # the parameters are still those of the last finite step
+            bad = self._non_finite(p.grad for p in self.params)
+            message = f"the gradient of {bad} is not finite at step {self.steps} (epoch {epoch})"
+            if epoch == 0:
+                raise FloatingPointError(f"training {message}; try a smaller lr or clip_norm")
+            self.diverged = f"diverged: {message}"
+            return None
         self.optimizer.step()
         self.state["step"] += 1
         for hook in self.hooks:
             hook.on_step_end(self, loss)
         return loss
+
+    def _non_finite(self, tensors) -> list[str]:
+        """The names of the parameters whose entry of ``tensors`` holds NaN or inf."""
+        return [
+            name
+            for name, t in zip(self.param_names, tensors, strict=True)
+            if t is not None and not bool(torch.isfinite(t).all())
+        ]
 
     def loss(self, counts, inputs=None, **kwargs) -> torch.Tensor:
         """-ELBO per training trial of a batch under the hooks' scalings; a ValueError if it is
@@ -224,12 +287,26 @@ class Loop:
         return loss
 
     def end_epoch(self, epoch: int, epoch_loss: float) -> bool:
-        """Validate, step the learning rate, record the epoch; True when a hook stops training."""
+        """Validate, step the learning rate, record the epoch; True when a hook stops training.
+        Non-finite parameters or a non-finite validation loss end training as diverged (the
+        epoch is not recorded, so neither kept nor checkpointed)."""
+        bad = self._non_finite(self.params)
+        if bad:
+            self.diverged = f"diverged: the parameters {bad} are not finite after epoch {epoch}"
+            return True
         valid = None
         if self.validation is not None:
             self.model.eval()
             self.guide.eval()
             valid = self.validation(self.model, self.guide, self.elbo)
+            if not math.isfinite(valid):
+                self.diverged = f"diverged: the validation loss is {valid} after epoch {epoch}"
+                return True
+        if not math.isfinite(epoch_loss):
+            self.diverged = (
+                f"diverged: the epoch's training loss is {epoch_loss} after epoch {epoch}"
+            )
+            return True
         monitored = epoch_loss if valid is None else valid
         self.scheduler.step(monitored)
         self.state["epoch"] = epoch + 1
@@ -245,6 +322,37 @@ class Loop:
         self.state["history"].append(record)
         return any([hook.on_epoch_end(self, record, monitored) for hook in self.hooks])
 
+    def fingerprint(self) -> dict:
+        """What identifies this run in a checkpoint: digests of the data (shape and values),
+        the model's and the guide's :func:`configuration`, and the training settings (optimiser,
+        batch size, seed, ELBO, validation, the hooks' settings). ``max_epochs`` and the time
+        budget are left out, so a run may be resumed for longer."""
+        validation = getattr(self, "validation", None)
+        valid = None if validation is None else (validation.counts, validation.inputs)
+        hooks = [
+            (type(hook).__name__, hook.settings())
+            for hook in self.hooks
+            if hasattr(hook, "settings") and hook.settings() is not None
+        ]
+        settings = (
+            getattr(self, "optimiser", None),
+            getattr(self, "batch_size", None),
+            getattr(self, "seed", None),
+            type(getattr(self, "elbo", None)).__name__,
+            getattr(getattr(self, "elbo", None), "num_particles", None),
+            None if validation is None else (validation.sites, validation.batch_size),
+            hooks,
+        )
+        if getattr(self, "_data_digest", None) is None:  # hashed once per run, not per epoch
+            self._data_digest = _digest(self.counts, getattr(self, "inputs", None), *(valid or ()))
+        return {
+            "data": self._data_digest,
+            "data shape": tuple(self.counts.shape),
+            "model": _digest(configuration(self.model)),
+            "guide": _digest(configuration(self.guide)),
+            "settings": _digest(*settings),
+        }
+
     def checkpoint(self) -> dict:
         """Everything :meth:`resume` needs to continue exactly where the loop is."""
         saved = {
@@ -254,6 +362,7 @@ class Loop:
             "scheduler": self.scheduler.state_dict(),
             "state": self.state,
             "rng": pyro.util.get_rng_state(),
+            "fingerprint": self.fingerprint(),
         }
         for hook in self.hooks:
             saved.update(hook.checkpoint_state())

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import warnings
 
 import pyro
 import torch
 from tqdm.auto import tqdm
 
-from pyro_circuits.checks import require_positive_ints
+from pyro_circuits.checks import (
+    as_tensor,
+    positive_float,
+    require_positive_ints,
+    seed_int,
+)
 from pyro_circuits.svi.fit import SVIFit
 from pyro_circuits.svi.local import local_params
 
@@ -44,7 +50,8 @@ def refine(
 
     The copy's posterior is for these trials: read other trials with ``fit`` itself. ``fit`` is
     left unchanged. The steps run under Pyro's ``module_local_params`` setting, restored
-    afterwards.
+    afterwards. A non-finite loss or gradient stops the steps with a warning naming it and the
+    step; the guide keeps the parameters of the last finite step.
 
     Example:
         >>> from pyro_circuits.models import LFADS
@@ -57,9 +64,26 @@ def refine(
         >>> refined.posterior_mean(counts, num_samples=3)["rates"].shape
         torch.Size([8, 10, 3])
     """
+    if not isinstance(fit, SVIFit):
+        raise TypeError(f"fit must be an SVIFit, got {type(fit).__name__}")
     require_positive_ints(steps=steps, num_particles=num_particles)
-    if lr <= 0:
-        raise ValueError(f"lr must be positive, got {lr}")
+    positive_float("lr", lr)
+    seed = seed_int("seed", seed)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {progress!r}")
+    counts = as_tensor("counts", counts, finite=False)  # trials first; NaN: a missing entry
+    if counts.dim() < 1 or counts.shape[0] == 0 or counts.isinf().any() or counts.isnan().all():
+        raise ValueError(
+            f"counts must be a [trials, ...] array with at least one trial and no inf, not all "
+            f"NaN; got shape {tuple(counts.shape)}"
+        )
+    if inputs is not None:
+        inputs = as_tensor("inputs", inputs)
+        if inputs.shape[:2] != counts.shape[:2]:
+            raise ValueError(
+                f"inputs must have the trials and time of counts {tuple(counts.shape[:2])}, "
+                f"got {tuple(inputs.shape)}"
+            )
     model, guide = copy.deepcopy((fit.model, fit.guide))  # the guide may share the model
     model.eval()
     guide.eval()
@@ -67,9 +91,10 @@ def refine(
     params = [p for p in guide.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the guide has no trainable parameters to refine")
-    device = params[0].device
-    counts = counts.to(device)
-    inputs = None if inputs is None else inputs.to(device)
+    device, dtype = params[0].device, params[0].dtype
+    counts = counts.to(device=device, dtype=dtype)
+    inputs = None if inputs is None else inputs.to(device=device, dtype=dtype)
+    names = [name for name, p in guide.named_parameters() if p.requires_grad]
     pyro.set_rng_seed(seed)
     elbo = pyro.infer.Trace_ELBO(
         num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1
@@ -78,11 +103,30 @@ def refine(
     settle = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, SETTLE, total_iters=steps)
     bar = tqdm(range(steps), desc="refine", disable=not progress)
     with local_params(model, guide):
-        for _ in bar:
+        for step in bar:
             optimizer.zero_grad()
             loss = elbo.differentiable_loss(model, guide, counts, inputs) / len(counts)
+            if not torch.isfinite(loss):
+                _stop(step, f"the loss is {loss.item()}")
+                break
             loss.backward()
+            bad = [n for n, p in zip(names, params, strict=True) if not _finite(p.grad)]
+            if bad:
+                _stop(step, f"the gradient of {bad} is not finite")
+                break
             optimizer.step()
             settle.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
     return dataclasses.replace(fit, model=model, guide=guide, averaged_state=None)
+
+
+def _finite(tensor) -> bool:
+    return tensor is None or bool(torch.isfinite(tensor).all())
+
+
+def _stop(step: int, why: str) -> None:
+    """The finite guard: the guide keeps the parameters of the last finite step."""
+    warnings.warn(
+        f"refine stopped at step {step}: {why}; the guide of the last finite step is kept",
+        stacklevel=3,
+    )

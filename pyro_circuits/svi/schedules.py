@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from pyro_circuits.checks import nonnegative_int, real
 from pyro_circuits.handlers import scale_latents
 from pyro_circuits.svi.callbacks import Callback
 from pyro_circuits.svi.elbo import recurrent_l2
@@ -37,7 +38,7 @@ class KLWarmup(Callback):
     """
 
     def __init__(self, steps: int = 0, exclude: Sequence[str] = ()) -> None:
-        self.warmup, self.exclude = steps, tuple(exclude)
+        self.warmup, self.exclude = nonnegative_int("kl_warmup", steps), tuple(exclude)
 
     def scaling(self, loop) -> scale_latents:
         return scale_latents(ramp(loop.steps, self.warmup), exclude=self.exclude)
@@ -56,7 +57,8 @@ class L2Penalty(Callback):
     def __init__(
         self, scale: float, warmup: int = 0, schedule: Callable[[int], float] | None = None
     ) -> None:
-        self.scale, self.warmup = scale, warmup
+        self.scale = real("l2_scale", scale, low=0.0)
+        self.warmup = nonnegative_int("l2_warmup", warmup)
         self.schedule = schedule or functools.partial(ramp, length=warmup)
 
     def penalty(self, loop) -> torch.Tensor:
@@ -88,8 +90,8 @@ class Staged(Callback):
     _held: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.hold < 0 or self.ramp < 0:
-            raise ValueError(f"Staged needs hold >= 0 and ramp >= 0, got {self.hold}, {self.ramp}")
+        nonnegative_int("Staged needs hold >= 0: hold", self.hold)
+        nonnegative_int("Staged needs ramp >= 0: ramp", self.ramp)
 
     def holding(self, step: int) -> bool:
         """Whether the deep parameters are held at ``step``."""

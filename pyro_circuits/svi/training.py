@@ -15,7 +15,16 @@ from collections.abc import Sequence
 import pyro
 import torch
 
-from pyro_circuits.checks import require_positive_ints
+from pyro_circuits.checks import (
+    as_tensor,
+    check_counts,
+    nonnegative_int,
+    positive_int,
+    probability,
+    real,
+    require_positive_ints,
+    seed_int,
+)
 from pyro_circuits.svi.callbacks import (
     Callback,
     Checkpoint,
@@ -25,7 +34,7 @@ from pyro_circuits.svi.callbacks import (
     TimeLimit,
 )
 from pyro_circuits.svi.dropout import CoordinatedDropout
-from pyro_circuits.svi.elbo import Validation
+from pyro_circuits.svi.elbo import Validation, partial_elbo_loss
 from pyro_circuits.svi.fit import SVIFit
 from pyro_circuits.svi.loop import Loop, Optimiser
 from pyro_circuits.svi.schedules import KLWarmup, L2Penalty, Staged
@@ -60,6 +69,7 @@ def train(
     max_time: float | None = None,
     elbo: pyro.infer.ELBO | None = None,
     checkpoint: str | os.PathLike | None = None,
+    overwrite: bool = False,
     average_decay: float | None = None,
     callbacks: Sequence[Callback] = (),
     seed: int = 0,
@@ -80,9 +90,16 @@ def train(
     a warning, the best parameters kept and ``SVIFit.diverged`` saying why; diverging before
     any epoch could be kept raises. ``cd_rate``: :class:`CoordinatedDropout`; ``staged``:
     :class:`Staged` (which then ramps the L2 penalty); ``checkpoint``: saved after every epoch
-    and resumed if it exists (:class:`Checkpoint`); ``average_decay``: :class:`MovingAverage`;
+    and resumed if it exists and was written by the same run (data, model and guide
+    configuration, settings; :class:`Checkpoint`), an error if it was written by another run
+    unless ``overwrite=True``; ``average_decay``: :class:`MovingAverage`;
     ``callbacks``: more hooks, run after those and before the checkpoint and the progress bar.
     The loop runs under Pyro's ``module_local_params`` setting, restored afterwards.
+
+    Every argument is checked before any work (a TypeError or ValueError naming it); counts and
+    inputs may be NumPy arrays or integer tensors (converted to the model's float dtype). A
+    non-finite loss, gradient or parameter stops training (see above) with ``diverged`` naming
+    which, and where.
 
     Example:
         >>> from pyro_circuits.models import LFADS
@@ -93,14 +110,52 @@ def train(
         >>> len(fit.history)
         3
     """
-    _check_data(counts, inputs, valid_counts, valid_inputs, valid_sites)
+    dtype = _float_dtype(model, guide)
+    counts, inputs = _check_batch("counts", counts, inputs, dtype)
+    if valid_counts is not None:
+        valid_counts, valid_inputs = _check_batch("valid_counts", valid_counts, valid_inputs, dtype)
+    elif valid_inputs is not None or valid_sites is not None:
+        raise ValueError("valid_inputs or valid_sites needs valid_counts")
+    if valid_sites is not None:
+        if isinstance(valid_sites, str) or not all(isinstance(n, str) for n in valid_sites):
+            raise TypeError(f"valid_sites must be a list of site names, got {valid_sites!r}")
+        if not valid_sites:
+            raise ValueError("valid_sites must name at least one site")
     require_positive_ints(batch_size=batch_size, max_epochs=max_epochs)
+    nonnegative_int("kl_warmup", kl_warmup)
+    nonnegative_int("l2_warmup", l2_warmup)
+    real("l2_scale", l2_scale, low=0.0)
+    probability("cd_rate", cd_rate, high_open=True)
+    if patience is not None:
+        positive_int("patience", patience)
+    if max_time is not None:
+        real("max_time", max_time, low=0.0)
+    if average_decay is not None:
+        probability("average_decay", average_decay, low_open=True, high_open=True)
+    if staged is not None and not isinstance(staged, Staged):
+        raise TypeError(f"staged must be a Staged schedule, got {type(staged).__name__}")
+    if elbo is not None and not isinstance(elbo, pyro.infer.ELBO):
+        raise TypeError(f"elbo must be a pyro.infer.ELBO, got {type(elbo).__name__}")
+    if isinstance(callbacks, Callback) or not all(isinstance(c, Callback) for c in callbacks):
+        raise TypeError(f"callbacks must be a list of Callback objects, got {callbacks!r}")
+    seed = seed_int("seed", seed)
+    for name, flag in (("progress", progress), ("overwrite", overwrite)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must name a torch device, got {device!r}: {error}") from None
+    if not isinstance(adam_betas, tuple | list):
+        raise TypeError(f"adam_betas must be a pair of numbers in [0, 1), got {adam_betas!r}")
+    adam = Optimiser(lr, tuple(adam_betas), adam_eps, clip_norm, lr_decay, lr_patience, lr_min)
+    saving = None if checkpoint is None else Checkpoint(checkpoint, overwrite=overwrite)
+    if valid_sites is not None:
+        _check_sites(model, guide, valid_counts, valid_inputs, valid_sites)
     hooks = _hooks(cd_rate, kl_warmup, l2_scale, l2_warmup, staged, average_decay, patience)
     hooks += [TimeLimit(max_time)] if max_time is not None else []
-    hooks += [*callbacks, *([Checkpoint(checkpoint)] if checkpoint is not None else [])]
+    hooks += [*callbacks, *([saving] if saving is not None else [])]
     hooks.append(ProgressBar(max_time, disable=not progress))
-    adam = Optimiser(lr, adam_betas, adam_eps, clip_norm, lr_decay, lr_patience, lr_min)
-    device = torch.device(device)
     model.to(device)
     guide.to(device)
     to = lambda x: None if x is None else x.to(device)  # noqa: E731
@@ -118,26 +173,59 @@ def train(
     return fit
 
 
-def _check_data(counts, inputs, valid_counts, valid_inputs, valid_sites) -> None:
-    _check_batch("counts", counts, inputs)
-    if valid_counts is not None:
-        _check_batch("valid_counts", valid_counts, valid_inputs)
-    elif valid_sites is not None:
-        raise ValueError("valid_sites needs valid_counts")
+def _float_dtype(model, guide) -> torch.dtype:
+    """The float dtype of the modules' parameters (the default one when they have none)."""
+    for part in (model, guide):
+        if not callable(part):
+            raise TypeError(f"model and guide must be callables, got {type(part).__name__}")
+    for part in (model, guide):
+        for p in getattr(part, "parameters", lambda: [])():
+            if p.is_floating_point():
+                return p.dtype
+    return torch.get_default_dtype()
 
 
-def _check_batch(name, counts, inputs) -> None:
-    if not torch.is_tensor(counts) or counts.dim() != 3:
-        raise ValueError(f"{name} must be a [trials, time, neurons] tensor")
-    if inputs is not None and (not torch.is_tensor(inputs) or inputs.shape[:2] != counts.shape[:2]):
-        raise ValueError(f"inputs for {name} must be a [trials, time, k] tensor matching it")
+def _check_sites(model, guide, counts, inputs, sites) -> None:
+    """A misspelt validation site is an error before training, not a loss of 0 every epoch:
+    :func:`partial_elbo_loss` on one validation trial, without gradient, the modules in eval
+    mode and the RNG state restored afterwards (training seeds it anyway)."""
+    modes = [(m, m.training) for m in (model, guide) if isinstance(m, torch.nn.Module)]
+    rng = pyro.util.get_rng_state()
+    try:
+        for module, _ in modes:
+            module.eval()
+        one = None if inputs is None else inputs[:1]
+        with torch.no_grad():
+            partial_elbo_loss(model, guide, sites, counts[:1], one, n_trials=len(counts))
+    finally:
+        pyro.util.set_rng_state(rng)
+        for module, mode in modes:
+            module.train(mode)
+
+
+def _check_batch(name, counts, inputs, dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Counts (and inputs) checked and in the modules' float dtype; a float tensor of that dtype
+    is returned as it is."""
+    counts = check_counts(
+        counts, name, integer=False, missing=True, convert=True
+    )  # NaN: a missing frame
+    if counts.dtype != dtype:
+        counts = counts.to(dtype)
+    if inputs is not None:
+        inputs = as_tensor(f"inputs for {name}", inputs, dim=3)
+        if inputs.shape[:2] != counts.shape[:2]:
+            raise ValueError(
+                f"inputs for {name} must be [trials, time, k] with the trials and time of "
+                f"{name} {tuple(counts.shape[:2])}, got {tuple(inputs.shape)}"
+            )
+        if inputs.dtype != dtype:
+            inputs = inputs.to(dtype)
+    return counts, inputs
 
 
 def _hooks(cd_rate, kl_warmup, l2_scale, l2_warmup, staged, average_decay, patience) -> list:
     """The schedule, dropout, average and early-stopping hooks of :func:`train`'s options, in
     the order they run (the KL warm-up's scaling outside the staged one's)."""
-    if not 0 <= cd_rate < 1:
-        raise ValueError(f"cd_rate must be in [0, 1), got {cd_rate}")
     hooks = [CoordinatedDropout(cd_rate)] if cd_rate > 0 else []
     hooks.append(KLWarmup(kl_warmup, exclude=staged.sites if staged is not None else ()))
     if staged is not None:

@@ -178,3 +178,30 @@ def test_moments_match_poisson_spikes_through_the_calcium():
     calcium = model.calcium(draws)
     torch.testing.assert_close(calcium.mean(0), mean, rtol=0.02, atol=0.02)
     torch.testing.assert_close(calcium.var(0), variance, rtol=0.05, atol=0.01)
+
+
+def test_negative_spikes_are_an_error_not_negative_calcium():
+    spikes = spike_trains()
+    spikes[0, 3, 1] = -1.0
+    with pytest.raises(ValueError, match="spikes must be non-negative"):
+        ar1_calcium(spikes, dt=0.01, tau=0.4)
+    with pytest.raises(ValueError, match="spikes must be non-negative"):
+        fluorescence_from_spikes(spikes)
+    model = CalciumFluorescence(n_neurons=4)
+    with pytest.raises(ValueError, match="spikes must be non-negative"):
+        model(spikes)
+    with pytest.raises(ValueError, match="spikes must be non-negative"):
+        model.calcium(spikes)
+    with pytest.raises(TypeError, match="spikes must be a torch.Tensor"):
+        ar1_calcium(spikes.tolist(), dt=0.01, tau=0.4)
+
+
+def test_valid_spikes_give_the_same_calcium_as_the_recursion():
+    spikes = spike_trains()
+    calcium = ar1_calcium(spikes, dt=0.01, tau=0.4, alpha=1.5, beta=0.1)
+    c, expected = torch.zeros(spikes.shape[0], spikes.shape[2]), []
+    decay, drive = 1 - 0.01 / torch.tensor(0.4), 1.5 * spikes + 0.1
+    for t in range(spikes.shape[1]):
+        c = c * decay + drive[:, t]
+        expected.append(c)
+    assert torch.equal(calcium, torch.stack(expected, 1))

@@ -194,8 +194,10 @@ def test_partial_elbo_loss_splits_the_elbo_by_site(data):
 
     elbo = seeded(pyro.infer.Trace_ELBO().differentiable_loss)
     deep = seeded(partial_elbo_loss, ["ic", "co"])
-    observed = seeded(partial_elbo_loss, ["counts", "absent"])
+    observed = seeded(partial_elbo_loss, ["counts"])
     torch.testing.assert_close(deep + observed, elbo)
+    with pytest.raises(ValueError, match="'absent'.*not sample sites"):  # issue 46: not a 0 loss
+        seeded(partial_elbo_loss, ["counts", "absent"])
     assert deep > 0 and observed > 0  # a KL (one draw of it, here positive) and a -log-likelihood
 
 
