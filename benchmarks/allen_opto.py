@@ -292,17 +292,7 @@ def main(argv=None) -> None:
     write_record(
         BENCHMARK,
         args.split,
-        command(
-            "benchmarks.allen_opto",
-            "--split",
-            args.split,
-            "--max-time",
-            args.max_time,
-            "--max-epochs",
-            args.max_epochs,
-            "--seed",
-            args.seed,
-        ),  # fmt: skip
+        _command(args),
         configuration={
             "split": SPLITS[args.split],
             "seed": args.seed,
@@ -323,6 +313,12 @@ def main(argv=None) -> None:
         print(name, s)
 
 
+def _command(args) -> str:
+    """The command line that regenerates a split's record."""
+    options = ["--split", args.split, "--max-time", args.max_time, "--max-epochs", args.max_epochs]
+    return command("benchmarks.allen_opto", *options, "--seed", args.seed)
+
+
 def _main_sham(args, start) -> None:
     scores, factors, setting = run_sham(max_epochs=args.max_epochs, max_time=args.max_time,
                                         seed=args.seed)  # fmt: skip
@@ -331,17 +327,7 @@ def _main_sham(args, start) -> None:
     write_record(
         BENCHMARK,
         args.split,
-        command(
-            "benchmarks.allen_opto",
-            "--split",
-            args.split,
-            "--max-time",
-            args.max_time,
-            "--max-epochs",
-            args.max_epochs,
-            "--seed",
-            args.seed,
-        ),  # fmt: skip
+        _command(args),
         configuration={
             "split": "sham trials only: co-bps on 20 % held-out units of 20 % held-out trials",
             "seed": args.seed,

@@ -15,6 +15,8 @@ over a leading batch of parameter draws (one call for ``n`` draws, under a
 
 from __future__ import annotations
 
+import functools
+import inspect
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +27,8 @@ import torch
 from pyro import poutine
 from pyro.nn import PyroModule
 from pyro.poutine.util import site_is_subsample
+
+from pyro_circuits.checks import seed_int
 
 __all__ = ["CircuitProgram", "LocalPyroModule", "SimulationError", "noise"]
 
@@ -59,6 +63,10 @@ class LocalPyroModule(PyroModule):
     ``module_local_params`` setting, restored afterwards, so several fitted modules coexist,
     pickle with their parameters, and never touch the global param store.
 
+    Every subclass's constructor also takes a keyword ``seed``: given, the initial parameters
+    are drawn from it, without touching the global random state (a subclass whose constructor
+    declares ``seed`` itself keeps its own meaning).
+
     Example:
         >>> from pyro.nn import PyroParam
         >>> class Gain(LocalPyroModule):
@@ -69,7 +77,17 @@ class LocalPyroModule(PyroModule):
         ...         return self.gain * x
         >>> Gain()(torch.tensor(3.0)).item(), pyro.settings.get("module_local_params")
         (6.0, False)
+        >>> from pyro_circuits.models import LFADS
+        >>> a, b = LFADS(3, ic_dim=2, gen_dim=4, fac_dim=2, seed=0), LFADS(3, ic_dim=2, gen_dim=4, fac_dim=2, seed=0)
+        >>> all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+        True
     """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and "seed" not in inspect.signature(init).parameters:
+            cls.__init__ = _seeded(init)
 
     def __init__(self, name: str = "") -> None:
         with pyro.settings.context(module_local_params=True):
@@ -78,6 +96,22 @@ class LocalPyroModule(PyroModule):
     def __call__(self, *args, **kwargs):
         with pyro.settings.context(module_local_params=True):
             return super().__call__(*args, **kwargs)
+
+
+def _seeded(init: Callable) -> Callable:
+    """``init`` with a keyword ``seed`` that draws what it builds from that seed, the global
+    random state left as it was."""
+
+    @functools.wraps(init)
+    def seeded_init(self, *args, seed: int | None = None, **kwargs) -> None:
+        if seed is None:
+            return init(self, *args, **kwargs)
+        seed = seed_int("seed", seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            init(self, *args, **kwargs)
+
+    return seeded_init
 
 
 def _is_parameter_candidate(site: dict) -> bool:
