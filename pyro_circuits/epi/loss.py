@@ -37,10 +37,16 @@ class ConstraintTest(NamedTuple):
     entropy_note: str | None = None
 
 
-#: The pass's entropy estimate is consistent with ``log_prob`` of its draws when the two means
-#: differ by at most this, relative to max(1, |H|): float32 round trips through a valid flow
-#: differ by about 1e-7 nats on the mean (1e-3 on a single draw).
-ENTROPY_RTOL = 1e-3
+#: A draw's log q from the pass agrees with ``log_prob`` of the stored draw when they differ by at
+#: most this, relative to max(1, |log_prob|): float32 round trips through a flow differ by about
+#: 1e-3 nats at most.
+DRAW_RTOL = 1e-2
+#: The pass's entropy stands unless more than this fraction of the draws disagree. A valid run
+#: has rare draws far out in a support's saturated tail, where the stored θ has rounded to the
+#: bound and ``log_prob`` is evaluated at another point (``pyro-circuits epi lds2d``: about one
+#: in 100,000, which move −mean ``log_prob`` by up to 330 nats while the pass's figure is right);
+#: a flow whose bookkeeping has come loose from its draws disagrees on most of them.
+DISAGREEING_FRACTION = 1e-2
 
 
 @torch.no_grad()
@@ -49,12 +55,12 @@ def draws_entropy(
 ) -> tuple[float, str | None]:
     """−mean log q over a flow's own draws θ, and why it was re-estimated (else None).
 
-    ``log_q`` is the flow's bookkeeping from the pass that drew θ. When it is finite and its
-    mean agrees with ``log_prob(θ)`` (within :data:`ENTROPY_RTOL`), −mean ``log_q`` is returned
-    unchanged. Otherwise (a non-finite ``log_q``, or draws that saturate a support's bounds so that
-    the stored θ is no longer the point the pass's log q refers to) the estimate is −mean
-    ``log_prob(θ)`` over the draws where it is finite: a figure that ``log_prob`` of the same
-    draws reproduces. NaN when no draw has a finite ``log_prob``.
+    ``log_q`` is the flow's bookkeeping from the pass that drew θ. When it is finite and agrees
+    with ``log_prob(θ)`` on all but a fraction :data:`DISAGREEING_FRACTION` of the draws, −mean
+    ``log_q`` is returned unchanged. Otherwise (a non-finite ``log_q``, or most draws saturating
+    a support's bounds, so that the stored θ is no longer the point the pass's log q refers to)
+    the estimate is −mean ``log_prob(θ)`` over the draws where it is finite: a figure that
+    ``log_prob`` of the same draws reproduces. NaN when no draw has a finite ``log_prob``.
 
     Example:
         >>> log_q = torch.tensor([0.0, float("inf")])
@@ -64,21 +70,20 @@ def draws_entropy(
     entropy = -log_q.mean().item()
     evaluated = log_prob(theta)
     finite = torch.isfinite(evaluated)
+    bad = int((~torch.isfinite(log_q)).sum())
+    tolerance = DRAW_RTOL * evaluated.abs().clamp(min=1.0)
+    disagree = int((~((log_q - evaluated).abs() <= tolerance)).sum())  # NaN counts as disagreeing
+    if not bad and disagree <= DISAGREEING_FRACTION * len(log_q):
+        return entropy, None
     kept = evaluated[finite]
     estimate = -kept.mean().item() if len(kept) else float("nan")
-    bad = int((~torch.isfinite(log_q)).sum())
-    if (
-        not bad
-        and finite.all()
-        and abs(entropy - estimate) <= ENTROPY_RTOL * max(1.0, abs(estimate))
-    ):
-        return entropy, None
     if bad:
         why = f"the flow gave a non-finite log q for {bad} of {len(log_q)} draws"
     else:
         why = (
-            f"the flow's log q of its draws (entropy {entropy:.4g}) disagrees with log_prob of "
-            f"the same draws ({estimate:.4g}): draws at its supports' bounds"
+            f"the flow's log q disagrees with log_prob of the same draws on {disagree} of "
+            f"{len(log_q)} (entropy {entropy:.4g} against {estimate:.4g}): draws at its "
+            "supports' bounds"
         )
     dropped = int((~finite).sum())
     excluded = f", excluding {dropped} draws where log_prob is not finite" if dropped else ""
