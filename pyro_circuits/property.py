@@ -13,6 +13,7 @@ from pyro_circuits.checks import probability
 __all__ = [
     "CONVERGENCE_DISTANCE",
     "EmergentProperty",
+    "check_fit_arguments",
     "MomentTest",
     "moment_test",
     "predictive_distance",
@@ -213,3 +214,28 @@ def predictive_distance(stats, prop) -> float:
     flat = prop.flatten(stats) if isinstance(stats, Mapping) else torch.as_tensor(stats)
     flat = flat.reshape(flat.shape[0], -1)
     return float((flat.mean(0) - prop.mean_vector.to(flat)).norm())
+
+
+def check_fit_arguments(model, prop, params, model_args, model_kwargs) -> None:
+    """The checks every parameter-inference method makes of its model and property arguments
+    before any work: a callable model, an :class:`EmergentProperty`, site names, a tuple of
+    arguments and a dict of keywords.
+
+    Example:
+        >>> check_fit_arguments(print, "rate > 5", None, (), None)
+        Traceback (most recent call last):
+        ...
+        TypeError: prop must be an EmergentProperty, got str
+    """
+    if not callable(model):
+        raise TypeError(f"model must be a callable Pyro program, got {type(model).__name__}")
+    if not isinstance(prop, EmergentProperty):
+        raise TypeError(f"prop must be an EmergentProperty, got {type(prop).__name__}")
+    if params is not None and (
+        isinstance(params, str) or not all(isinstance(p, str) for p in params)
+    ):
+        raise TypeError(f"params must be a list of site names, got {params!r}")
+    if not isinstance(model_args, tuple | list):
+        raise TypeError(f"model_args must be a tuple, got {type(model_args).__name__}")
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")

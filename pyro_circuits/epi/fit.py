@@ -29,7 +29,7 @@ from pyro_circuits.epi.flow import FlowConfig
 from pyro_circuits.epi.guide import EPIGuide
 from pyro_circuits.epi.loss import ConstraintTest, EPILoss
 from pyro_circuits.epi.result import EPIResult
-from pyro_circuits.property import EmergentProperty
+from pyro_circuits.property import EmergentProperty, check_fit_arguments
 from pyro_circuits.sites import CircuitProgram
 from pyro_circuits.space import ParameterSpace
 
@@ -266,18 +266,7 @@ def _check_epi_arguments(
     model, prop, params, model_args, model_kwargs, flow, config, init, progress
 ):
     """The checks :func:`epi` makes before any work."""
-    if not callable(model):
-        raise TypeError(f"model must be a callable Pyro program, got {type(model).__name__}")
-    if not isinstance(prop, EmergentProperty):
-        raise TypeError(f"prop must be an EmergentProperty, got {type(prop).__name__}")
-    if params is not None and (
-        isinstance(params, str) or not all(isinstance(p, str) for p in params)
-    ):
-        raise TypeError(f"params must be a list of site names, got {params!r}")
-    if not isinstance(model_args, tuple | list):
-        raise TypeError(f"model_args must be a tuple, got {type(model_args).__name__}")
-    if model_kwargs is not None and not isinstance(model_kwargs, dict):
-        raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
+    check_fit_arguments(model, prop, params, model_args, model_kwargs)
     if not isinstance(flow, FlowConfig):
         raise TypeError(f"flow must be a FlowConfig, got {type(flow).__name__}")
     if not isinstance(config, EPIConfig):

@@ -19,7 +19,7 @@ import torch
 from torch.distributions import Distribution, Independent, Uniform
 
 from pyro_circuits.checks import name_in, positive_int, seed_int
-from pyro_circuits.property import EmergentProperty
+from pyro_circuits.property import EmergentProperty, check_fit_arguments
 from pyro_circuits.sites import CircuitProgram
 from pyro_circuits.space import ParameterSpace
 
@@ -110,18 +110,7 @@ class Simulator:
 def check_run(model, prop, params, model_args, model_kwargs, **common) -> None:
     """The checks NPE and SMC-ABC share, before any work: the model and property arguments,
     and ``num_workers``, ``simulation_batch_size`` (positive integers), ``seed``, ``progress``."""
-    if not callable(model):
-        raise TypeError(f"model must be a callable Pyro program, got {type(model).__name__}")
-    if not isinstance(prop, EmergentProperty):
-        raise TypeError(f"prop must be an EmergentProperty, got {type(prop).__name__}")
-    if params is not None and (
-        isinstance(params, str) or not all(isinstance(p, str) for p in params)
-    ):
-        raise TypeError(f"params must be a list of site names, got {params!r}")
-    if not isinstance(model_args, tuple | list):
-        raise TypeError(f"model_args must be a tuple, got {type(model_args).__name__}")
-    if model_kwargs is not None and not isinstance(model_kwargs, dict):
-        raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
+    check_fit_arguments(model, prop, params, model_args, model_kwargs)
     positive_int("num_workers", common["num_workers"])
     positive_int("simulation_batch_size", common["simulation_batch_size"])
     seed_int("seed", common["seed"])
