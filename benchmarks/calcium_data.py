@@ -12,6 +12,7 @@ import dataclasses
 
 import torch
 
+from benchmarks.records import command
 from pyro_circuits.catalog import CALCIUM_CONFIGS
 from pyro_circuits.datasets.spike_data import SpikeData
 from pyro_circuits.guides.ladder import LadderEncoder
@@ -163,3 +164,11 @@ def ladder_study_parser(description: str, warmup: int) -> argparse.ArgumentParse
     )
     parser.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def study_command(study: str, args: argparse.Namespace, *options) -> str:
+    """The command line that regenerates a ladder study's record: its data set, ``options``,
+    the warm-up and, when not 0, the seed."""
+    seed = ["--seed", args.seed] if args.seed else []
+    arguments = ["--dataset", args.dataset, *options, "--warmup", args.warmup, *seed]
+    return command(f"benchmarks.studies.{study}", *arguments)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import calcium_data
-from benchmarks.records import command, write_record
+from benchmarks.records import write_record
 from pyro_circuits.svi import trained_parameters
 
 STUDY = "ladder_adam_scale"
@@ -94,13 +94,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    options = ["--dataset", args.dataset, "--epochs", args.epochs, "--warmup", args.warmup]
     path = write_record(
         STUDY,
         args.dataset,
-        command(
-            f"benchmarks.studies.{STUDY}", *options, *(["--seed", args.seed] if args.seed else [])
-        ),
+        calcium_data.study_command(STUDY, args, "--epochs", args.epochs),
         {
             "dataset": args.dataset,
             "epochs": args.epochs,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from benchmarks import calcium_data
-from benchmarks.records import command, write_record
+from benchmarks.records import write_record
 from pyro_circuits import metrics
 
 STUDY = "ladder_calibration"
@@ -70,13 +70,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=60.0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    options = ["--dataset", args.dataset, "--minutes", args.minutes, "--warmup", args.warmup]
     path = write_record(
         STUDY,
         args.dataset,
-        command(
-            f"benchmarks.studies.{STUDY}", *options, *(["--seed", args.seed] if args.seed else [])
-        ),
+        calcium_data.study_command(STUDY, args, "--minutes", args.minutes),
         {
             "dataset": args.dataset,
             "budget_minutes": args.minutes,
