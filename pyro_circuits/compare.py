@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import arviz as az
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from pyro_circuits.checks import (
     int_in_range,
@@ -27,6 +28,7 @@ from pyro_circuits.checks import (
     writable_dir,
 )
 from pyro_circuits.epi import EPIConfig, EPIResult, epi
+from pyro_circuits.parallel import check_executor, check_picklable, parallel_map
 from pyro_circuits.property import (
     CONVERGENCE_DISTANCE,
     EmergentProperty,
@@ -158,6 +160,7 @@ def compare(
     draws: int = 2000,
     moment_batches: int = 20,
     out: str | Path | None = None,
+    executor: Executor | None = None,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, az.InferenceData]]:
     """Run each method on the same model and property, once per seed.
@@ -177,6 +180,11 @@ def compare(
         moment_batches: batches of the EPI moment test applied to every method's predictive.
         out: folder for ``comparison.csv``, ``comparison.md``, ``<method>_seed<k>.nc``,
             ``pairs.png`` and ``predictive.png``.
+        executor: where the method × seed runs go: None (one after the other, here) or any
+            ``concurrent.futures.Executor`` (:mod:`pyro_circuits.parallel`), with the same
+            results; the model, property and options must then be picklable. Simulations
+            inside one run go to an executor of their own through ``options``, e.g.
+            ``{"npe": {"executor": ...}}``.
         progress: progress bars.
 
     Returns:
@@ -214,24 +222,29 @@ def compare(
         raise TypeError(f"progress must be True or False, got {progress!r}")
     if out is not None:
         out = writable_dir("out", out)  # checked before the runs, not after them
-    options = dict(options or {})
-    shared = dict(options.pop("all", {}))
-    rows, idatas = [], {}
+    check_executor(executor)
+    options = {key: dict(value) for key, value in dict(options or {}).items()}
+    shared = options.pop("all", {})
+    summary = {"threshold": threshold, "draws": draws, "moment_batches": moment_batches}
+    run = partial(_run_one, model, prop, budget, progress and executor is None, shared, options,
+                  summary)  # fmt: skip
+    check_picklable("the model, property and options", run, executor)
     runs = [(m, s) for m in methods for s in seeds]
-    for method, seed in tqdm(runs, desc="compare", disable=not progress):
-        result = METHODS[method](
-            model, prop, budget, seed, progress, **shared, **dict(options.get(method, {}))
-        )
-        rows.append(
-            summary_row(
-                result, seed=seed, threshold=threshold, draws=draws, moment_batches=moment_batches
-            )
-        )
-        idatas[f"{method}_seed{seed}"] = result.to_inference_data(n=draws, seed=seed)
-    table = pd.DataFrame(rows)
+    outputs = parallel_map(run, runs, executor=executor, desc="compare", progress=progress)
+    idatas = {f"{m}_seed{s}": idata for (m, s), (_, idata) in zip(runs, outputs, strict=True)}
+    table = pd.DataFrame([row for row, _ in outputs])
     if out is not None:
         write_comparison(table, idatas, prop, out)
     return table, idatas
+
+
+def _run_one(model, prop, budget, progress, shared, options, summary, run):
+    """One method × seed run of :func:`compare`: its table row and its InferenceData."""
+    method, seed = run
+    options = {**shared, **options.get(method, {})}
+    result = METHODS[method](model, prop, budget, seed, progress, **options)
+    row = summary_row(result, seed=seed, **summary)
+    return row, result.to_inference_data(n=summary["draws"], seed=seed)
 
 
 def markdown_table(table: pd.DataFrame) -> str:

@@ -1,7 +1,6 @@
 """The sbi bridge: prior, simulator, x0, and NPE / SMC-ABC on a model with a known answer."""
 
 import arviz as az
-import joblib
 import matplotlib.pyplot as plt
 import pyro
 import pyro.distributions as dist
@@ -186,21 +185,6 @@ def test_smcabc_stalled_by_the_prior_support_in_high_dimension_is_a_clear_error(
     assert stalled.value.acceptance < 1e-3 and stalled.value.kernel_draws >= 10_000
     # The same floor lets a low-dimensional run (D = 8, about 10 % inside) go through.
     assert rank2_smcabc(2, simulations=600, particles=50).simulations == 600
-
-
-def test_parallel_simulations_use_the_callers_joblib_backend():
-    with joblib.parallel_config(backend="threading"):
-        result = NPE(
-            gaussian_model,
-            PROP,
-            simulations=100,
-            num_workers=2,
-            simulation_batch_size=25,
-            check_samples=0,
-            train_kwargs={"max_num_epochs": 1},
-            progress=False,
-        )
-    assert result.simulations == 100
 
 
 def test_model_without_statistics_is_rejected():

@@ -7,6 +7,10 @@ The same model function that EPI fits runs under sbi (0.27, current names ``NPE_
   is Uniform, otherwise the sites' own distributions through ``process_prior``);
 * :class:`Simulator` runs the model vectorised over a particle plate without gradients and
   returns the statistic sites side by side as one vector per draw;
+* :func:`simulate` runs a simulator over parameter draws in fixed-size chunks, each with its
+  own seed, on any ``concurrent.futures.Executor`` (:mod:`pyro_circuits.parallel`), so the
+  simulations are identical whatever the executor and its number of workers;
+  :class:`SeededSimulator` does the same for a simulator that sbi calls itself (SMC-ABC);
 * the observation x₀ of an emergent property is its mean vector (as in Bittner et al. 2021).
 """
 
@@ -14,16 +18,28 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from concurrent.futures import Executor
+from functools import partial
 
 import torch
 from torch.distributions import Distribution, Independent, Uniform
 
 from pyro_circuits.checks import name_in, positive_int, seed_int
+from pyro_circuits.parallel import check_executor, check_picklable, chunk_seed, parallel_map, seeded
 from pyro_circuits.property import EmergentProperty, check_fit_arguments
 from pyro_circuits.sites import CircuitProgram
 from pyro_circuits.space import ParameterSpace
 
-__all__ = ["Simulator", "check_keywords", "check_run", "observation", "prepare", "sbi_prior"]
+__all__ = [
+    "SeededSimulator",
+    "Simulator",
+    "check_keywords",
+    "check_run",
+    "observation",
+    "prepare",
+    "sbi_prior",
+    "simulate",
+]
 
 
 def _is_uniform(prior: Distribution) -> bool:
@@ -75,7 +91,7 @@ def observation(prop: EmergentProperty) -> torch.Tensor:
 class Simulator:
     """θ batch ``(n, D)`` (tensor or numpy) → statistics ``(n, k)``, without gradients.
 
-    Picklable (it holds the model, not a trace), so joblib can ship it to workers.
+    Picklable (it holds the model, not a trace), so an executor can ship it to workers.
 
     Arguments:
         program: the resolved model.
@@ -107,11 +123,86 @@ class Simulator:
         return torch.cat([stats[s].reshape(theta.shape[0], -1) for s in self.statistics], dim=-1)
 
 
+def _simulate_chunk(simulator: Simulator, task: tuple[int, torch.Tensor]) -> torch.Tensor:
+    """One chunk's simulations under its own seed (a picklable piece of work)."""
+    seed, theta = task
+    return seeded(simulator, seed, theta)
+
+
+def simulate(
+    simulator: Simulator,
+    theta: torch.Tensor,
+    *,
+    seed: int,
+    stream: tuple[int, ...] = (),
+    chunk_size: int = 1000,
+    executor: Executor | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """The simulations of ``theta`` ``(n, D)``: chunks of ``chunk_size`` rows, chunk ``i``
+    simulated with torch's generator seeded from ``(seed, *stream, i)`` on ``executor``
+    (``None``: here), concatenated in order. Identical for every executor and worker count;
+    a worker that dies is a :class:`~pyro_circuits.parallel.WorkerLost`.
+
+    Example:
+        >>> from pyro_circuits.models import LDS2D
+        >>> simulator = Simulator(CircuitProgram(LDS2D()))
+        >>> simulate(simulator, torch.zeros(5, 4), seed=0, chunk_size=2).shape
+        torch.Size([5, 2])
+    """
+    chunks = torch.split(torch.as_tensor(theta), positive_int("chunk_size", chunk_size))
+    tasks = [(chunk_seed(seed, *stream, i), chunk) for i, chunk in enumerate(chunks)]
+    desc = f"{len(theta)} simulations"
+    parts = parallel_map(
+        partial(_simulate_chunk, simulator), tasks, executor=executor, desc=desc, progress=progress
+    )
+    return torch.cat(parts)
+
+
+class SeededSimulator:
+    """A simulator for sbi to call (SMC-ABC draws its own parameters): call ``k`` runs
+    :func:`simulate` with the stream ``(k,)``, so every call has its own deterministic seeds.
+
+    Example:
+        >>> from pyro_circuits.models import Rank2RNN  # a model with simulator noise
+        >>> simulator = SeededSimulator(Simulator(CircuitProgram(Rank2RNN(2))), seed=0)
+        >>> first, second = simulator(torch.zeros(3, 8)), simulator(torch.zeros(3, 8))
+        >>> simulator.calls, bool((first == second).all())
+        (2, False)
+    """
+
+    def __init__(
+        self,
+        simulator: Simulator,
+        *,
+        seed: int,
+        chunk_size: int = 1000,
+        executor: Executor | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.simulator, self.seed, self.chunk_size = simulator, seed, chunk_size
+        self.executor, self.progress, self.calls = executor, progress, 0
+
+    def __call__(self, theta) -> torch.Tensor:
+        self.calls += 1
+        theta = torch.as_tensor(theta, dtype=torch.get_default_dtype())
+        return simulate(
+            self.simulator,
+            theta,
+            seed=self.seed,
+            stream=(self.calls,),
+            chunk_size=self.chunk_size,
+            executor=self.executor,
+            progress=self.progress,
+        )
+
+
 def check_run(model, prop, params, model_args, model_kwargs, **common) -> None:
     """The checks NPE and SMC-ABC share, before any work: the model and property arguments,
-    and ``num_workers``, ``simulation_batch_size`` (positive integers), ``seed``, ``progress``."""
+    ``executor`` (None or a ``concurrent.futures.Executor``), ``simulation_batch_size`` (a
+    positive integer), ``seed``, ``progress``."""
     check_fit_arguments(model, prop, params, model_args, model_kwargs)
-    positive_int("num_workers", common["num_workers"])
+    check_executor(common["executor"])
     positive_int("simulation_batch_size", common["simulation_batch_size"])
     seed_int("seed", common["seed"])
     if not isinstance(common["progress"], bool):
@@ -133,11 +224,13 @@ def check_keywords(name: str, kwargs, function) -> dict:
     return dict(kwargs)
 
 
-def prepare(model, prop, params, model_args, model_kwargs):
-    """The resolved program, its simulator of the property's statistics, and x₀."""
+def prepare(model, prop, params, model_args, model_kwargs, executor: Executor | None = None):
+    """The resolved program, its simulator of the property's statistics, and x₀; a TypeError
+    when ``executor`` is given and the simulator (the model) cannot be sent to its workers."""
     program = CircuitProgram(model, params, tuple(model_args), dict(model_kwargs or {}))
     program.require_statistics()
     x0 = observation(prop)
     prop.validate(program.statistic_shapes)
     simulator = Simulator(program, prop.names)
+    check_picklable("the model", simulator, executor)
     return program, simulator, x0

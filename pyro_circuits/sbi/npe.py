@@ -1,7 +1,8 @@
 """Neural posterior estimation (sbi ``NPE_C``) of a circuit model's parameters at x₀.
 
-Simulations may run in parallel with ``num_workers`` (joblib, as sbi does); the joblib backend
-is the caller's choice, e.g. ``with joblib.parallel_config(backend="threading"): NPE(...)``.
+Simulations run in fixed-size chunks, each with its own seed, on any
+``concurrent.futures.Executor`` (``executor=``; :mod:`pyro_circuits.parallel`), and sbi is
+given the simulations already made: the result is the same whatever the executor.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 
 import pandas as pd
 import pyro
 import torch
 
 from pyro_circuits.checks import name_in, nonnegative_int, positive_float, positive_int
+from pyro_circuits.parallel import chunk_seed, seeded
 from pyro_circuits.property import EmergentProperty, predictive_distance
-from pyro_circuits.sbi.bridge import check_keywords, check_run, prepare, sbi_prior
+from pyro_circuits.sbi.bridge import check_keywords, check_run, prepare, sbi_prior, simulate
 from pyro_circuits.sbi.result import NPEResult
 
 __all__ = ["NPE"]
@@ -120,7 +123,7 @@ def NPE(
     train_kwargs: dict | None = None,
     stop_distance: float | None = None,
     check_samples: int = 1000,
-    num_workers: int = 1,
+    executor: Executor | None = None,
     simulation_batch_size: int = 1000,
     tracker=None,
     seed: int = 0,
@@ -144,7 +147,12 @@ def NPE(
             (e.g. ``hidden_features=50, num_transforms=3``). Zuko flows default to
             ``z_score_theta="transform_to_unconstrained"`` (a map onto the prior support).
         train_kwargs: keywords of ``NPE_C.train`` (e.g. ``max_num_epochs``).
-        num_workers, simulation_batch_size: passed to ``simulate_for_sbi`` (joblib).
+        executor: where the simulations run: None (here) or any
+            ``concurrent.futures.Executor`` (a process pool, ``parallel.RayExecutor``, Dask's
+            ``client.get_executor()``); the model must then be picklable.
+        simulation_batch_size: draws per chunk; chunk ``i`` of round ``r`` is simulated with a
+            seed drawn from ``(seed, r, i)``, so the simulations depend on the seed and this
+            size, never on the executor.
         tracker: an sbi training tracker (e.g. ``sbi.utils.tracking.TensorBoardTracker``);
             default none, so nothing is written to disk.
         seed: random seed.
@@ -157,9 +165,9 @@ def NPE(
         >>> result.sample(4)["a11"].shape, result.simulations
         (torch.Size([4]), 200)
     """
-    from sbi.inference import NPE_C, simulate_for_sbi
+    from sbi.inference import NPE_C
 
-    check_run(model, prop, params, model_args, model_kwargs, num_workers=num_workers,
+    check_run(model, prop, params, model_args, model_kwargs, executor=executor,
               simulation_batch_size=simulation_batch_size, seed=seed, progress=progress)  # fmt: skip
     simulations = positive_int("simulations", simulations)
     rounds = positive_int("rounds", rounds)
@@ -168,7 +176,7 @@ def NPE(
     check_samples = nonnegative_int("check_samples", check_samples)
     estimator_kwargs = _check_estimator(density_estimator, estimator_kwargs)
     train_kwargs = check_keywords("train_kwargs", train_kwargs, NPE_C.train)
-    program, simulator, x0 = prepare(model, prop, params, model_args, model_kwargs)
+    program, simulator, x0 = prepare(model, prop, params, model_args, model_kwargs, executor)
     prior = sbi_prior(simulator.space)
     estimator = _estimator(density_estimator, estimator_kwargs, prior)
     pyro.set_rng_seed(seed)
@@ -181,14 +189,15 @@ def NPE(
     )
     proposal, rows, used = prior, [], 0
     for round_ in range(1, rounds + 1):
-        theta, x = simulate_for_sbi(
+        theta = seeded(proposal.sample, chunk_seed(seed, round_), (simulations,))
+        x = simulate(
             simulator,
-            proposal,
-            simulations,
-            num_workers=num_workers,
-            simulation_batch_size=simulation_batch_size,
-            seed=seed + round_,
-            show_progress_bar=progress,
+            theta,
+            seed=seed,
+            stream=(round_,),
+            chunk_size=simulation_batch_size,
+            executor=executor,
+            progress=progress,
         )
         used += simulations
         trained = inference.append_simulations(theta, x, proposal=proposal).train(

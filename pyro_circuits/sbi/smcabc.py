@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from functools import cache
 
@@ -14,7 +15,7 @@ import torch
 
 from pyro_circuits.checks import positive_float, positive_int, probability
 from pyro_circuits.property import EmergentProperty, predictive_distance
-from pyro_circuits.sbi.bridge import check_run, prepare, sbi_prior
+from pyro_circuits.sbi.bridge import SeededSimulator, check_run, prepare, sbi_prior
 from pyro_circuits.sbi.result import SMCABCResult
 
 __all__ = ["SMCABC", "SMCABCStalled"]
@@ -146,7 +147,7 @@ def SMCABC(
     distance_based_decay: bool = True,
     kernel_variance_scale: float = 1.0,
     min_kernel_acceptance: float = 1e-5,
-    num_workers: int = 1,
+    executor: Executor | None = None,
     simulation_batch_size: int = 1000,
     seed: int = 0,
     progress: bool = True,
@@ -169,7 +170,10 @@ def SMCABC(
             support that is waited for; below it :class:`SMCABCStalled` is raised (0: wait
             forever, as sbi does). In D dimensions the fraction shrinks like c^D: with a
             ``rank2_rnn(25)`` (D = 100) population none of 300,000 draws lands inside.
-        num_workers, simulation_batch_size: joblib parallelism of the simulations.
+        executor: where the simulations run: None (here) or any
+            ``concurrent.futures.Executor`` (see ``NPE``); the model must then be picklable.
+        simulation_batch_size: draws per chunk; chunk ``i`` of sbi's ``k``-th call of the
+            simulator is seeded from ``(seed, k, i)``, so results never depend on the executor.
         seed: random seed.
         progress: show sbi's progress bars.
 
@@ -180,7 +184,7 @@ def SMCABC(
         >>> result.sample(4)["a11"].shape
         torch.Size([4])
     """
-    check_run(model, prop, params, model_args, model_kwargs, num_workers=num_workers,
+    check_run(model, prop, params, model_args, model_kwargs, executor=executor,
               simulation_batch_size=simulation_batch_size, seed=seed, progress=progress)  # fmt: skip
     simulations = positive_int("simulations", simulations)
     positive_float("kernel_variance_scale", kernel_variance_scale)
@@ -199,15 +203,15 @@ def SMCABC(
         )
     probability("epsilon_decay", epsilon_decay, low_open=True, high_open=True)
     probability("min_kernel_acceptance", min_kernel_acceptance, high_open=True)
-    program, simulator, x0 = prepare(model, prop, params, model_args, model_kwargs)
+    program, simulator, x0 = prepare(model, prop, params, model_args, model_kwargs, executor)
     _require_bounded(simulator.space)
     pyro.set_rng_seed(seed)
+    chunked = SeededSimulator(
+        simulator, seed=seed, chunk_size=simulation_batch_size, executor=executor, progress=progress
+    )
+    # sbi hands each population's draws to the chunked simulator in one call.
     inference = _guarded_smcabc()(
-        simulator,
-        sbi_prior(simulator.space),
-        num_workers=num_workers,
-        simulation_batch_size=simulation_batch_size,
-        show_progress_bars=progress,
+        chunked, sbi_prior(simulator.space), simulation_batch_size=None, show_progress_bars=progress
     )
     inference.min_kernel_acceptance = min_kernel_acceptance
     records: list = []
@@ -243,4 +247,5 @@ def SMCABC(
         particles=final,
         log_weights=summary["weights"][-1],
         epsilon=float(summary["epsilons"][-1]),
+        distances=summary["distances"][-1],
     )
