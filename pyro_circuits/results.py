@@ -29,7 +29,9 @@ import arviz as az
 import pandas as pd
 import torch
 
-from pyro_circuits.property import EmergentProperty, moment_test
+from pyro_circuits.checks import int_in_range, positive_int, seed_int
+from pyro_circuits.diagnostics import CHAINS, inference_data
+from pyro_circuits.property import EmergentProperty, constraint_table
 from pyro_circuits.sites import CircuitProgram
 
 __all__ = ["InferenceResult", "Saved", "TrialPosterior", "atomic_save", "model_origin"]
@@ -207,9 +209,9 @@ class InferenceResult(Saved, ABC):
     """Draws of circuit parameters from a fitted method, with one interface for every method.
 
     Subclasses set ``program``, ``prop``, ``wall_time``, ``simulations``, ``converged`` and
-    ``method``, and implement :meth:`sample`, :meth:`convergence_trace` and
-    :meth:`to_inference_data`; :meth:`log_prob` and :meth:`entropy` where the method has a
-    density.
+    ``method``, and implement :meth:`sample`, :meth:`convergence_trace` and the draws
+    :meth:`to_inference_data` is built from; :meth:`log_prob` and :meth:`entropy` where the
+    method has a density.
     """
 
     program: CircuitProgram  # the model the result was fitted on
@@ -229,8 +231,56 @@ class InferenceResult(Saved, ABC):
         at each of the method's checkpoints (EPI epochs, NPE rounds, SMC-ABC populations)."""
 
     @abstractmethod
-    def to_inference_data(self, n: int = 2000, seed: int | None = 0) -> az.InferenceData:
-        """ArviZ InferenceData of ``n`` draws (see :func:`pyro_circuits.diagnostics.inference_data`)."""
+    def _posterior_draws(self, n: int, seed: int | None) -> tuple[dict, dict, dict]:
+        """``n`` seeded draws ``{site: (n, *shape)}`` for :meth:`to_inference_data`, in the order
+        its pseudo-chains take them, with their per-draw ``sample_stats`` and the method's
+        ``attrs``."""
+
+    def to_inference_data(
+        self, n: int = 2000, seed: int | None = 0, *, prior: bool = True
+    ) -> az.InferenceData:
+        """ArviZ InferenceData of ``n`` draws (:func:`pyro_circuits.diagnostics.inference_data`):
+        ``posterior``, ``posterior_predictive`` (the property's statistics at those draws),
+        ``sample_stats``, ``observed_data`` and ``constant_data`` (the property), and with
+        ``prior`` ``n`` draws of the model's prior and their statistics (:meth:`prior_predictive`,
+        ``n`` more simulations). The groups and their caveats are listed in
+        ``docs/diagnostics.md``."""
+        n = int_in_range("n", n, CHAINS)  # one draw per pseudo-chain at least
+        if seed is not None:
+            seed = seed_int("seed", seed)
+        if not isinstance(prior, bool):
+            raise TypeError(f"prior must be True or False, got {prior!r}")
+        draws, sample_stats, attrs = self._posterior_draws(n, seed)
+        with torch.no_grad():
+            stats = self.program.simulate(draws)
+        prior_draws, prior_stats = self.prior_predictive(n) if prior else ({}, {})
+        return inference_data(
+            draws,
+            predictive={k: stats[k] for k in self.prop.names},
+            sample_stats=sample_stats,
+            prior=prior_draws,
+            prior_predictive={k: prior_stats[k] for k in self.prop.names if prior},
+            prop=self.prop,
+            attrs={
+                "method": self.method,
+                "wall_time": self.wall_time,
+                "simulations": self.simulations,
+                **attrs,
+            },
+        )
+
+    @torch.no_grad()
+    def prior_predictive(
+        self, n: int, seed: int | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """``n`` draws ``{site: (n, *shape)}`` of the model's prior and the statistics of the
+        model run on them; a statistic the simulator returns as NaN or inf is kept as it is
+        (the prior may reach where the fitted distribution does not)."""
+        n = positive_int("n", n)
+        if seed is not None:
+            torch.manual_seed(seed_int("seed", seed))
+        draws = {name: prior.sample((n,)) for name, prior in self.program.priors.items()}
+        return draws, self.program.simulate(draws, check=False)
 
     def log_prob(self, z) -> torch.Tensor:
         """Log density of parameter draws, where the method has one."""
@@ -249,31 +299,16 @@ class InferenceResult(Saved, ABC):
     def check(
         self, batches: int = 200, batch_size: int = 500, alpha: float = 0.05, seed: int | None = 0
     ) -> pd.DataFrame:
-        """The constraint table: target vs achieved mean and variance, test p-values, converged.
+        """The constraint table (:func:`~pyro_circuits.property.constraint_table`): target vs
+        achieved mean, the target variance vs the achieved second moment about the target mean
+        (what the property constrains) with the sample variance beside it, test p-values, and
+        the verdict.
 
         Runs EPI's moment test (Bittner et al. 2021) on ``batches`` fresh batches of
         ``batch_size`` draws, so every method gets the same verdict on the property.
         """
-        prop = self.prop
         stats = self.predictive(batches * batch_size, seed)
-        violations = prop.sufficient_statistics(stats) - prop.target
-        test = moment_test(violations.reshape(batches, batch_size, -1).mean(1), alpha)
-        f = prop.flatten(stats)
-        k = f.shape[1]
-        return pd.DataFrame(
-            {
-                "statistic": [name[2:-1] for name in prop.constraint_names[:k]],
-                "target mean": prop.mean_vector.tolist(),
-                "achieved mean": f.mean(0).tolist(),
-                "p (mean)": test.p_values[:k].tolist(),
-                "target var": prop.variance_vector.tolist(),
-                "achieved var": ((f - prop.mean_vector) ** 2).mean(0).tolist(),
-                "p (var)": test.p_values[k:].tolist(),
-                "converged": [
-                    bool((test.p_values[[i, i + k]] > test.threshold).all()) for i in range(k)
-                ],
-            }
-        )
+        return constraint_table(stats, self.prop, batches, alpha)
 
 
 class TrialPosterior(Saved, ABC):
@@ -298,4 +333,5 @@ class TrialPosterior(Saved, ABC):
         self, counts, inputs=None, *, num_samples: int = 20, seed: int = 0
     ) -> az.InferenceData:
         """ArviZ InferenceData: posterior, posterior predictive, observed data and, where the fit
-        has a likelihood, the pointwise log-likelihood."""
+        has a likelihood, its log-likelihood (per trial for SVI fits, per bin for the point
+        baselines)."""

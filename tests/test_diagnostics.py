@@ -32,6 +32,24 @@ def test_inference_data_names_vector_dimensions():
     assert idata.posterior_predictive["f"].shape == (2, 4)
 
 
+def test_inference_data_pairs_the_property_with_the_predictive_draws():
+    idata = inference_data(
+        {"theta": torch.zeros(8)},
+        predictive={"f": torch.ones(8)},
+        prior={"theta": torch.linspace(-2, 2, 8)},
+        prior_predictive={"f": torch.linspace(-2, 2, 8)},
+        prop=PROP,
+        chains=2,
+    )
+    assert idata.observed_data["f"].dims == idata.posterior_predictive["f"].dims[2:] == ()
+    assert float(idata.observed_data["f"]) == 0.0
+    prior = torch.as_tensor(idata.prior["theta"].values)  # consecutive draws, chain by chain
+    torch.testing.assert_close(prior, torch.linspace(-2, 2, 8).reshape(2, 4))
+    assert idata.prior_predictive["f"].shape == (2, 4)
+    with pytest.raises(ValueError, match="prior draws must share one leading size"):
+        inference_data({"theta": torch.zeros(8)}, prior={"theta": torch.zeros(1)}, chains=2)
+
+
 def test_calibration_of_npe_in_one_call():
     result = NPE(
         model,
@@ -42,6 +60,7 @@ def test_calibration_of_npe_in_one_call():
         estimator_kwargs={"hidden_features": 10, "num_transforms": 1},
         train_kwargs={"max_num_epochs": 15, "learning_rate": 5e-3},
     )
+    assert not result.sequential
     report = calibration(result, n=20, posterior_samples=30, seed=0)
     assert report["ranks"].shape == (20, 1)
     assert ((report["ranks"] >= 0) & (report["ranks"] <= 30)).all()
@@ -56,3 +75,16 @@ def test_calibration_needs_an_npe_result():
     result = SMCABC(model, PROP, simulations=200, particles=20, progress=False)
     with pytest.raises(TypeError, match="NPEResult"):
         calibration(result)
+
+
+def test_calibration_refuses_a_sequential_npe():
+    result = NPE(
+        model, PROP, simulations=100, rounds=2, check_samples=0, progress=False,
+        estimator_kwargs={"hidden_features": 10, "num_transforms": 1},
+        train_kwargs={"max_num_epochs": 2},
+    )  # fmt: skip
+    assert result.sequential and len(result.history) == 2
+    with pytest.raises(ValueError, match="sequential NPE \\(2 rounds\\).*rounds=1"):
+        calibration(result)
+    with pytest.raises(ValueError, match="posterior_samples"):
+        calibration(result, posterior_samples=0)

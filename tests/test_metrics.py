@@ -3,6 +3,8 @@ import math
 import numpy as np
 import pytest
 from scipy.stats import poisson
+from sklearn.linear_model import LinearRegression
+from sklearn.metrics import r2_score as sklearn_r2
 
 from pyro_circuits.metrics import (
     bits_per_spike,
@@ -112,3 +114,73 @@ def test_exp_readout_fit_reaches_rates_of_its_rank_only():
     assert r2_score(rates, exp_readout_fit(rates, 1, steps=1500)) < 0.9
     with pytest.raises(ValueError, match="non-negative"):
         exp_readout_fit(-rates, 3)
+
+
+# Reference implementations: scikit-learn for R², the Neural Latents Benchmark's definition for
+# bits per spike (Pei et al. 2021): (LL(model) − LL(null)) / (spike count · ln 2), Poisson
+# log-likelihoods of the counts, the null predicting each neuron's mean count per bin.
+
+
+def _nlb_bits_per_spike(expected_counts, counts):
+    counts = counts.reshape(-1, counts.shape[-1])
+    expected_counts = expected_counts.reshape(counts.shape)
+    log_lik = poisson.logpmf(counts, expected_counts).sum()
+    null = poisson.logpmf(counts, counts.mean(0, keepdims=True)).sum()
+    return (log_lik - null) / (counts.sum() * math.log(2))
+
+
+def test_r2_matches_scikit_learn():
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=(7, 11, 4)) * np.array([1.0, 2.0, 3.0, 4.0]) + 5.0
+    estimate = truth + rng.normal(size=truth.shape) * np.array([0.5, 1.0, 4.0, 1.0])
+    expected = sklearn_r2(truth.reshape(-1, 4), estimate.reshape(-1, 4))  # uniform average
+    assert r2_score(truth, estimate) == pytest.approx(expected, rel=1e-12)
+    assert r2_score(truth, estimate) != pytest.approx(
+        sklearn_r2(truth.reshape(-1, 4), estimate.reshape(-1, 4), multioutput="variance_weighted")
+    )
+
+
+def test_affine_latent_r2_matches_scikit_learns_linear_regression():
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(12, 15, 3))
+    estimate = np.tanh(z @ rng.normal(size=(3, 5))) + 0.3 * rng.normal(size=(12, 15, 5))
+    train, valid = slice(0, 8), slice(8, 12)
+    regression = LinearRegression().fit(estimate[train].reshape(-1, 5), z[train].reshape(-1, 3))
+    predicted = regression.predict(estimate[valid].reshape(-1, 5))
+    expected = sklearn_r2(z[valid].reshape(-1, 3), predicted)
+    assert 0.2 < expected < 0.95  # a map that explains part of the latents
+    got = latent_r2(estimate[train], z[train], estimate[valid], z[valid])
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_calibrated_r2_matches_one_linear_regression_per_feature():
+    rng = np.random.default_rng(5)
+    truth = rng.gamma(2.0, size=(10, 12, 3))
+    estimate = 0.5 * truth**1.5 + rng.normal(size=truth.shape)
+    train, valid = slice(0, 7), slice(7, 10)
+    predicted = np.stack(
+        [
+            LinearRegression()
+            .fit(estimate[train][..., [j]].reshape(-1, 1), truth[train][..., j].reshape(-1))
+            .predict(estimate[valid][..., [j]].reshape(-1, 1))
+            for j in range(3)
+        ],
+        -1,
+    )
+    expected = sklearn_r2(truth[valid].reshape(-1, 3), predicted)
+    got = calibrated_r2(estimate[train], truth[train], estimate[valid], truth[valid])
+    assert got == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bits_per_spike_and_co_bps_match_the_nlb_definition(seed):
+    rng = np.random.default_rng(seed)
+    dt = 0.02
+    true_rates = rng.gamma(1.5, 20.0, size=(9, 25, 7))
+    counts = rng.poisson(true_rates * dt).astype(float)
+    estimate = true_rates * rng.lognormal(0.0, 0.5, size=true_rates.shape)  # Hz, a noisy model
+    expected = _nlb_bits_per_spike(estimate * dt, counts)
+    assert bits_per_spike(estimate, counts, dt) == pytest.approx(expected, rel=1e-9)
+    heldout = [1, 4, 5]
+    expected = _nlb_bits_per_spike(estimate[..., heldout] * dt, counts[..., heldout])
+    assert co_bps(estimate, counts, heldout, dt) == pytest.approx(expected, rel=1e-9)

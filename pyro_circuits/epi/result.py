@@ -5,12 +5,10 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import torch
 
-from pyro_circuits.diagnostics import inference_data
 from pyro_circuits.epi.analysis import Sensitivity, ascend, hessian_sensitivity
 from pyro_circuits.epi.flow import SupportedFlow
 from pyro_circuits.epi.guide import EPIGuide
@@ -31,8 +29,10 @@ class EPIResult(InferenceResult):
         guide: the trained :class:`EPIGuide` (at the selected epoch), a Pyro guide of the model:
             ``Predictive(result.program.model, guide=result.guide, num_samples=n)`` runs the
             model on its draws.
-        converged: whether any epoch passed the moment test (the selected one did).
-        epoch: the selected epoch (converged with greatest entropy, else the last).
+        converged: whether the selected epoch passed the moment test twice: at the end of its
+            epoch and again on fresh draws (``fresh_p_values``).
+        epoch: the selected epoch (of greatest entropy among those passing both tests, else the
+            last).
         history: one row per epoch (0 = after the Gaussian initialisation): entropy, mean
             violations ``R …``, test p-values ``p …``, multipliers ``eta …``, penalty ``c``,
             simulations and wall time.
@@ -56,6 +56,9 @@ class EPIResult(InferenceResult):
     restarts: pd.DataFrame | None = field(default=None)
     #: Why the run stopped early on a non-finite loss, gradient or parameter, else None.
     stopped: str | None = None
+    #: The selected epoch's re-test on fresh draws, ``{constraint: p-value}`` (the history's
+    #: ``fresh p …`` columns hold every re-tested epoch's), else None.
+    fresh_p_values: dict[str, float] | None = None
     method = "epi"
 
     @property
@@ -174,25 +177,15 @@ class EPIResult(InferenceResult):
             }
         )
 
-    def to_inference_data(self, n: int = 2000, seed: int | None = 0) -> az.InferenceData:
+    def _posterior_draws(self, n, seed):
         if seed is not None:
             torch.manual_seed(seed)
         with torch.no_grad():
             theta, log_q = self.q.rsample_and_log_prob(n)
-            draws = self.space.split(theta)
-            stats = self.program.simulate(draws)
-        return inference_data(
-            draws,
-            predictive={k: stats[k] for k in self.prop.names},
-            sample_stats={"log_q": log_q},
-            prop=self.prop,
-            attrs={
-                "method": self.method,
-                "wall_time": self.wall_time,
-                "simulations": self.simulations,
-                "entropy": self.selected_entropy,
-                "converged": int(self.converged),
-                "epoch": self.epoch,
-                "seed": self.seed,
-            },
-        )
+        attrs = {
+            "entropy": self.selected_entropy,
+            "converged": int(self.converged),
+            "epoch": self.epoch,
+            "seed": self.seed,
+        }
+        return self.space.split(theta), {"log_q": log_q}, attrs

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pyro_circuits.checks import require_positive_ints, seed_int
 from pyro_circuits.sbi.bridge import Simulator, sbi_prior
 from pyro_circuits.sbi.result import NPEResult
 
@@ -29,6 +30,9 @@ def calibration(
     ``reduce_fns = −log q(θ | x)``). A calibrated posterior has uniform ranks (KS p-values not
     small) and empirical coverage ≈ nominal level.
 
+    The checks hold for an amortised posterior only: a sequential (multi-round) NPE is refused
+    with a ValueError, as is any result other than an :class:`NPEResult` (a TypeError).
+
     Returns:
         ``{"ranks": (n, D), "ks_pvals": (D,), "c2st_ranks": (D,), "coverage": DataFrame}``;
         ``coverage`` has columns ``level`` and ``empirical`` (None when ``coverage=False``).
@@ -39,6 +43,15 @@ def calibration(
         raise TypeError(
             f"result must be an NPEResult (calibration needs an amortised posterior), got "
             f"{type(result).__name__}"
+        )
+    require_positive_ints(n=n, posterior_samples=posterior_samples)
+    seed = seed_int("seed", seed)
+    if result.sequential:
+        raise ValueError(
+            f"result is a sequential NPE ({len(result.history)} rounds): from round 2 on its "
+            "posterior is trained on proposals around x₀ and holds at x₀ only, so calibration "
+            "against the prior (SBC, expected coverage) does not apply; calibrate a single-round "
+            "NPE (rounds=1) instead"
         )
     simulator = Simulator(result.program, result.prop.names)
     torch.manual_seed(seed)

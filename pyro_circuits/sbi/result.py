@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import arviz as az
 import numpy as np
 import pandas as pd
 import torch
 
-from pyro_circuits.diagnostics import inference_data
+from pyro_circuits.diagnostics import CHAINS
 from pyro_circuits.property import CONVERGENCE_DISTANCE, EmergentProperty
 from pyro_circuits.results import InferenceResult
 from pyro_circuits.sites import CircuitProgram
@@ -47,15 +46,7 @@ class SBIResult(InferenceResult):
     @torch.no_grad()
     def sample(self, n: int, seed: int | None = None) -> dict[str, torch.Tensor]:
         """``n`` parameter draws ``{site: (n, *shape)}``; a ``seed`` makes them reproducible."""
-        if seed is not None:
-            torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(
-            int(torch.randint(2**31, ()).item()) if seed is None else seed
-        )
-        return self.space.split(self._flat_sample(n, generator))
-
-    def _sample_stats(self, draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {}
+        return self.space.split(self._flat_sample(n, _generator(seed)))
 
     def convergence_trace(self) -> pd.DataFrame:
         """The recorded distance after each round (NPE) or population (SMC-ABC)."""
@@ -71,24 +62,6 @@ class SBIResult(InferenceResult):
         """Monte-Carlo entropy −E[log q] over ``n`` draws in nats where the method has a density,
         else None."""
         return None
-
-    def to_inference_data(self, n: int = 2000, seed: int | None = 0) -> az.InferenceData:
-        draws = self.sample(n, seed)
-        with torch.no_grad():
-            stats = self.program.simulate(draws)
-        return inference_data(
-            draws,
-            predictive={k: stats[k] for k in self.prop.names},
-            sample_stats=self._sample_stats(draws),
-            prop=self.prop,
-            attrs={
-                "method": self.method,
-                "wall_time": self.wall_time,
-                "simulations": self.simulations,
-                "entropy": self.entropy(seed=seed),
-                "seed": self.seed,
-            },
-        )
 
 
 @dataclass
@@ -118,8 +91,16 @@ class NPEResult(SBIResult):
             flat.float(), x=self.x0, leakage_correction_params={"num_rejection_samples": 2000}
         )
 
-    def _sample_stats(self, draws):
-        return {"log_q": self.log_prob(draws)}
+    @property
+    def sequential(self) -> bool:
+        """Whether more than one round was trained (sequential NPE): the posterior is then
+        fitted to proposals around x₀ and holds at x₀ only, not amortised over the prior."""
+        return len(self.history) > 1
+
+    def _posterior_draws(self, n, seed):
+        draws = self.sample(n, seed)
+        attrs = {"entropy": self.entropy(seed=seed), "seed": self.seed, "rounds": len(self.history)}
+        return draws, {"log_q": self.log_prob(draws)}, attrs
 
     def entropy(self, n: int = 2000, seed: int | None = 0) -> float:
         return -self.log_prob(self.sample(n, seed)).mean().item()
@@ -127,11 +108,22 @@ class NPEResult(SBIResult):
 
 @dataclass
 class SMCABCResult(SBIResult):
-    """The last SMC-ABC population: weighted particles; :meth:`sample` resamples by weight."""
+    """The last SMC-ABC population: its distinct particles with their importance weights and
+    distances to x₀ (saved with the result); :meth:`sample` resamples them by weight.
+
+    Its InferenceData keeps the resampling visible (``docs/diagnostics.md``): the draws of one
+    particle are adjacent, in one pseudo-chain, so ArviZ's ESS sees the repeats instead of
+    counting every draw as independent; ``sample_stats`` holds each draw's ``particle``,
+    ``weight`` and ``distance``, and the ``sample_stats`` attributes the population size
+    ``particles``, the ``distinct`` particles drawn and the population's importance-sampling
+    ESS ``population_ess`` = 1 / Σ w².
+    """
 
     particles: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     log_weights: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     epsilon: float = math.inf
+    #: The distance of each particle's accepted simulation to x₀.
+    distances: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     method = "smcabc"
 
     def convergence_trace(self) -> pd.DataFrame:
@@ -142,6 +134,44 @@ class SMCABCResult(SBIResult):
         trace["distance"] = np.maximum(trace["distance"], self.history["epsilon"].to_numpy())
         return trace
 
+    @property
+    def weights(self) -> torch.Tensor:
+        """The particles' normalised importance weights."""
+        return torch.softmax(self.log_weights, 0)
+
+    def _particle_index(self, n, generator):
+        return torch.multinomial(self.weights, n, replacement=True, generator=generator)
+
     def _flat_sample(self, n, generator):
-        index = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
-        return self.particles[index]
+        return self.particles[self._particle_index(n, generator)]
+
+    def _posterior_draws(self, n, seed):
+        """Draws resampled by weight and grouped by particle (particles in a random order), so
+        that the consecutive pseudo-chains of :func:`~pyro_circuits.diagnostics.inference_data`
+        hold each particle's repeats together, with each draw's particle, weight and distance."""
+        generator = _generator(seed)
+        index = self._particle_index(n, generator)
+        rank = torch.randperm(len(self.particles), generator=generator)
+        index = index[torch.argsort(rank[index], stable=True)]
+        weights = self.weights
+        stats = {"particle": index, "weight": weights[index]}
+        if len(self.distances) == len(self.particles):
+            stats["distance"] = self.distances[index]
+        attrs = {
+            "seed": self.seed,
+            "epsilon": self.epsilon,
+            "particles": len(self.particles),
+            "distinct": len(index[: CHAINS * (n // CHAINS)].unique()),
+            "population_ess": float(1 / (weights**2).sum()),
+        }
+        return self.space.split(self.particles[index]), stats, attrs
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    """A generator for ``seed`` (the global random state seeded with it too, so the simulations
+    that follow are reproducible), or from the global random state when None."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return torch.Generator().manual_seed(
+        int(torch.randint(2**31, ()).item()) if seed is None else seed
+    )

@@ -14,6 +14,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 
+from pyro_circuits.checks import positive_int
 from pyro_circuits.handlers import PushMean
 from pyro_circuits.results import TrialPosterior
 from pyro_circuits.svi.local import local_params
@@ -134,12 +135,28 @@ class SVIFit(TrialPosterior):
         return {name: torch.cat([c[name] for c in chunks]) for name in chunks[0]}
 
     def to_inference_data(
-        self, counts, inputs=None, *, num_samples: int = 20, seed: int = 0
+        self, counts, inputs=None, *, num_samples: int = 20, seed: int = 0, pointwise: bool = False
     ) -> az.InferenceData:
-        """ArviZ InferenceData: posterior (latent and deterministic sites), posterior-predictive and
-        observed counts, and the pointwise log-likelihood (so ``az.loo`` works); coordinates
-        trial / time / neuron when the model declares ``dims``."""
-        trace = self._trace(counts, inputs, num_samples, seed)
+        """ArviZ InferenceData of ``num_samples`` guide draws for the trials ``counts``: posterior
+        (latent and deterministic sites), posterior-predictive and observed counts, and the
+        log-likelihood of each trial under each draw (the observed site's log-probability summed
+        over time and neurons: for LFADS the Poisson log-likelihood of the counts under the
+        drawn rates), so ``az.loo`` leaves out one trial at a time; with ``pointwise`` one value
+        per bin and neuron instead. Coordinates trial / time / neuron where the model declares
+        ``dims``. The caveats of ``az.loo`` on these draws are in ``docs/diagnostics.md``.
+
+        Example:
+            >>> from pyro_circuits.models import LFADS
+            >>> from pyro_circuits.guides import LFADSEncoder
+            >>> counts = torch.poisson(torch.ones(6, 10, 3))
+            >>> model = LFADS(3, ic_dim=2, gen_dim=4, fac_dim=2)
+            >>> fit = SVIFit(model, LFADSEncoder(model, enc_dim=4))
+            >>> fit.to_inference_data(counts, num_samples=4).log_likelihood["counts"].shape
+            (1, 4, 6)
+        """
+        if not isinstance(pointwise, bool):
+            raise TypeError(f"pointwise must be True or False, got {pointwise!r}")
+        trace = self._trace(counts, inputs, positive_int("num_samples", num_samples), seed)
         posterior = {
             name: site["value"][None].cpu().numpy() for name, site in _sites(trace, "posterior")
         }
@@ -148,15 +165,23 @@ class SVIFit(TrialPosterior):
             fn = site["fn"]
             while isinstance(fn, dist.Independent):
                 fn = fn.base_dist
+            if isinstance(fn, dist.Unit):  # a pyro.factor term, not an observation
+                continue
+            value = site["value"]
             predictive[name] = fn.sample()[None].cpu().numpy()
-            log_lik[name] = fn.log_prob(site["value"])[None].cpu().numpy()
-            observed[name] = site["value"].cpu().numpy()
-        stats = {"wall_time": [[self.wall_time] * num_samples]}
-        return az.from_dict(
+            elements = fn.log_prob(value).expand(num_samples, *value.shape)
+            if not pointwise:
+                elements = elements.reshape(num_samples, len(value), -1).sum(-1)
+            log_lik[name] = elements[None].cpu().numpy()
+            observed[name] = value.cpu().numpy()
+        dims = getattr(self.model, "dims", None) or {}
+        idata = az.from_dict(
             posterior=posterior,
             posterior_predictive=predictive,
-            log_likelihood=log_lik,
             observed_data=observed,
-            sample_stats=stats,
-            dims=getattr(self.model, "dims", None),
+            sample_stats={"wall_time": [[self.wall_time] * num_samples]},
+            dims=dims,
         )
+        trial = {name: dims.get(name, ["trial"])[:1] for name in log_lik}
+        idata.add_groups(log_likelihood=log_lik, dims=dims if pointwise else trial)
+        return idata
