@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyro_circuits.epi import EPIConfig, FlowConfig
-from pyro_circuits.models import LDS2D, STG, Rank2RNN, SuperiorColliculus
+from pyro_circuits.models import LDS2D, STG, V1SSSN, Rank2RNN, SuperiorColliculus
 from pyro_circuits.property import EmergentProperty
 
 __all__ = ["MODELS", "BuiltinModel", "load_plugin", "resolve"]
@@ -80,6 +80,24 @@ MODELS: dict[str, BuiltinModel] = {
         ),
         flow=FlowConfig(units=50),
         summary="superior colliculus Pro/Anti task, property: 75 % accuracy in both (Fig. 5)",
+    ),
+    "v1_sssn": BuiltinModel(
+        build=lambda n: V1SSSN(trials=25),
+        property=V1SSSN.e_variability,
+        config=EPIConfig(
+            batch_size=100,
+            epochs=4,
+            iterations=250,
+            c0=0.1,
+            beta=2.0,
+            test_batches=100,
+            test_batch_size=100,
+            init_iterations=300,
+            standardize=False,
+            chunk=2000,
+        ),
+        flow=FlowConfig(units=50),
+        summary="V1 SSSN (E, P, S, V), property: E variability s_E = 5 ± 1 Hz (Fig. 3)",
     ),
 }
 

@@ -6,17 +6,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 
-from pyro_circuits.checks import probability
+from pyro_circuits.checks import positive_int, probability
 
 __all__ = [
     "CONVERGENCE_DISTANCE",
     "EmergentProperty",
     "check_fit_arguments",
+    "constraint_table",
     "MomentTest",
     "moment_test",
     "predictive_distance",
+    "SECOND_MOMENT",
 ]
 
 #: The paper's shared convergence criterion: ‖E[f] − μ‖₂ below this (Bittner et al. 2021, Fig. 2).
@@ -199,6 +202,50 @@ def moment_test(batch_violations: torch.Tensor, alpha: float = 0.05) -> MomentTe
     below = (batch_violations < 0).double().mean(0)
     p_values = 2 * torch.minimum(above, below)
     return MomentTest(batch_violations.mean(0), p_values, alpha / batch_violations.shape[1])
+
+
+#: The constraint on a variance is on the second moment about the *target* mean, E[(f − μ)²]
+#: (Bittner et al. 2021, eq. 12): it equals the variance only when the mean is on target.
+SECOND_MOMENT = "achieved E[(f-μ)²]"
+
+
+def constraint_table(
+    stats: Mapping[str, torch.Tensor], prop: EmergentProperty, batches: int, alpha: float = 0.05
+) -> pd.DataFrame:
+    """The constraint table of predictive statistics ``{name: (n, *shape)}``: per statistic the
+    target and achieved mean, the target σ² against the achieved second moment about the target
+    mean (:data:`SECOND_MOMENT`, what the property constrains) with the sample variance beside
+    it, the moment test's p-values over ``batches`` equal batches, and the verdict.
+
+    Example:
+        >>> prop = EmergentProperty(mean={"f": 0.0}, variance={"f": 1.0})
+        >>> stats = {"f": torch.tensor([2.0, 4.0, 2.0, 4.0])}  # mean 3, variance 1
+        >>> table = constraint_table(stats, prop, batches=2)
+        >>> table[["achieved mean", SECOND_MOMENT, "sample var"]].values.tolist()
+        [[3.0, 10.0, 1.0]]
+    """
+    batches = positive_int("batches", batches)
+    f = prop.flatten(stats)
+    if len(f) % batches:
+        raise ValueError(f"batches ({batches}) must divide the number of draws ({len(f)})")
+    violations = prop.sufficient_statistics(stats) - prop.target.to(f)
+    test = moment_test(violations.reshape(batches, len(f) // batches, -1).mean(1), alpha)
+    k = f.shape[1]
+    return pd.DataFrame(
+        {
+            "statistic": [name[2:-1] for name in prop.constraint_names[:k]],
+            "target mean": prop.mean_vector.tolist(),
+            "achieved mean": f.mean(0).tolist(),
+            "p (mean)": test.p_values[:k].tolist(),
+            "target var": prop.variance_vector.tolist(),
+            SECOND_MOMENT: ((f - prop.mean_vector.to(f)) ** 2).mean(0).tolist(),
+            "sample var": f.var(0, correction=0).tolist(),
+            "p (var)": test.p_values[k:].tolist(),
+            "converged": [
+                bool((test.p_values[[i, i + k]] > test.threshold).all()) for i in range(k)
+            ],
+        }
+    )
 
 
 def predictive_distance(stats, prop) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from benchmarks.report.common import day, merged, provenance
+from benchmarks.report.common import day, merged, provenance, second_moment
 from benchmarks.tables import table
 
 TITLE = "Mechanistic circuits: EPI on the STG and the superior colliculus"
@@ -111,7 +111,8 @@ def render(records: list[dict]) -> str:
         [
             name,
             row["statistic"],
-            *(fmt(row[k]) for k in ("target mean", "achieved mean", "target var", "achieved var")),
+            *(fmt(row[k]) for k in ("target mean", "achieved mean", "target var")),
+            fmt(second_moment(row)),
             row["converged"],
         ]
         for name, part in (("STG", stg), ("SC", sc))

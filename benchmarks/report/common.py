@@ -64,3 +64,9 @@ def merged(record: dict) -> dict:
         "date": record["date"],
         "record": record,
     }
+
+
+def second_moment(row: dict) -> float:
+    """A constraint-table row's achieved second moment about the target mean: the column is
+    ``achieved E[(f-μ)²]`` since it was relabelled, ``achieved var`` in older records."""
+    return row.get("achieved E[(f-μ)²]", row.get("achieved var"))

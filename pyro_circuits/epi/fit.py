@@ -6,7 +6,9 @@ import copy
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -25,15 +27,20 @@ from pyro_circuits.checks import (
     require_positive_ints,
     seed_int,
 )
+from pyro_circuits.epi.attainable import warn_unreachable
 from pyro_circuits.epi.flow import FlowConfig
 from pyro_circuits.epi.guide import EPIGuide
 from pyro_circuits.epi.loss import ConstraintTest, EPILoss
 from pyro_circuits.epi.result import EPIResult
+from pyro_circuits.parallel import check_executor, check_picklable, parallel_map
 from pyro_circuits.property import EmergentProperty, check_fit_arguments
 from pyro_circuits.sites import CircuitProgram
 from pyro_circuits.space import ParameterSpace
 
 __all__ = ["EPIConfig", "epi", "epi_loss", "initial_gaussian"]
+
+#: Mixed into the seed of a converged epoch's re-test on fresh draws, a stream of its own.
+FRESH_STREAM = 0x51
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,7 @@ class EPIConfig:
         test_batches, test_batch_size: M batches of N_test draws for the end-of-epoch test and
             penalty update (``test_batch_size=None`` means N).
         init_iterations, init_lr: Adam steps and rate of the Gaussian initialisation.
-        stop_early: stop at the first converged epoch.
+        stop_early: stop at the first epoch that passes its test and the re-test on fresh draws.
         standardize: measure each constraint violation in units of its target scale (σ for a
             mean, σ² for a variance) so that one penalty c suits all constraints; the paper uses
             raw units (``standardize=False``). The convergence test is unaffected (sign test).
@@ -175,6 +182,7 @@ def epi(
     config: EPIConfig | None = None,
     init: Normal | None = None,
     seed: int | Sequence[int] = 0,
+    executor: Executor | None = None,
     progress: bool = True,
 ) -> EPIResult:
     """Emergent property inference: the maximum-entropy distribution of circuit parameters
@@ -187,6 +195,10 @@ def epi(
     each ending in the convergence test); ``result.guide`` is the trained guide. Returns the
     converged epoch of greatest entropy; with several ``seed`` values, the converged run of
     greatest entropy.
+
+    Before optimising, a target that prior and initialisation draws never come near is named in
+    an :class:`~pyro_circuits.epi.attainable.UnreachablePropertyWarning`; the selected epoch is
+    re-tested on fresh draws, and only an epoch that passes twice counts as converged.
 
     Every argument is checked before any work. A non-finite loss or gradient (the flow's
     parameters named), non-finite flow parameters after an epoch, or the model's linear algebra
@@ -204,7 +216,10 @@ def epi(
             default :func:`initial_gaussian`. The paper starts its STG run at the mean of
             parameters accepted by rejection sampling, with unit variances.
         seed: random seed, or several seeds to run and select from.
-        progress: show a tqdm progress bar.
+        executor: where the seeds run: None (one after the other, here) or any
+            ``concurrent.futures.Executor`` (:mod:`pyro_circuits.parallel`), which runs them in
+            parallel with the same results per seed; the model must then be picklable.
+        progress: show a tqdm progress bar (with an executor: of the seeds done).
 
     Example:
         >>> from pyro_circuits.models import LDS2D
@@ -219,6 +234,7 @@ def epi(
         model, prop, params, model_args, model_kwargs, flow, config, init, progress
     )
     seeds = _seeds(seed)
+    check_executor(executor)
     program = CircuitProgram(model, params, tuple(model_args), dict(model_kwargs or {}))
     program.require_statistics()
     prop.validate(program.statistic_shapes)
@@ -236,7 +252,12 @@ def epi(
             f"init must be a Normal of batch shape ({space.dim},), one per parameter in "
             f"{program.params}; got batch shape {tuple(init.batch_shape)}"
         )
-    results = [_fit(program, prop, flow, config, init, s, progress) for s in seeds]
+    check_picklable("the model", program, executor)
+    warn_unreachable(program, prop, init, seed=seeds[0])  # warns on targets out of reach
+    fit = partial(_fit, program, prop, flow, config, init, progress=progress and executor is None)
+    results = parallel_map(
+        fit, seeds, executor=executor, desc="EPI seeds", progress=progress and executor is not None
+    )
     best = max(results, key=lambda r: (r.converged, r.selected_entropy))
     best.restarts = pd.DataFrame(
         [
@@ -299,7 +320,7 @@ def _fit_in_scope(program, prop, flow_config, config, init, seed, progress) -> E
     pyro.set_rng_seed(seed)
     guide = EPIGuide(program, flow=flow_config, generator=torch.Generator().manual_seed(seed))
     loss = epi_loss(prop, config, seed)
-    record = _Record(prop)
+    record = _Record(prop, seed)
     total = config.init_iterations + config.epochs * config.iterations
     with tqdm(total=total, desc="EPI", disable=not progress, leave=False) as bar:
         _fit_gaussian(guide, init, config, bar)
@@ -334,10 +355,11 @@ def _fit_in_scope(program, prop, flow_config, config, init, seed, progress) -> E
                 record.stop(guide, f"the flow's parameters became non-finite in epoch {epoch}")
                 break
             record.keep_last(guide)
-            if record.keep_if_best(guide, test, epoch) and config.stop_early:
-                break
+            if record.keep_if_converged(guide, test, epoch) and config.stop_early:
+                if record.retest(guide, loss, epoch):  # stop once fresh draws agree
+                    break
             loss.update(test)
-    return record.result(guide, seed, {"flow": asdict(flow_config), "config": asdict(config)})
+    return record.result(guide, loss, {"flow": asdict(flow_config), "config": asdict(config)})
 
 
 def _train_epoch(
@@ -375,13 +397,15 @@ def _all_finite(tensors) -> bool:
 
 
 class _Record:
-    """The record of one run: a row per epoch and per logged step, and the best converged state."""
+    """The record of one run: a row per epoch and per logged step, the converged states and
+    their re-tests on fresh draws."""
 
-    def __init__(self, prop: EmergentProperty) -> None:
-        self.prop = prop
+    def __init__(self, prop: EmergentProperty, seed: int) -> None:
+        self.prop, self.seed = prop, seed
         self.history: list[dict] = []
         self.trace: list[dict] = []
-        self.best_state, self.best_entropy, self.best_epoch = None, -float("inf"), None
+        self.candidates: list[tuple[float, int, dict]] = []  # (entropy, epoch, state)
+        self.fresh: dict[int, ConstraintTest] = {}  # epoch → its re-test on fresh draws
         self.last_state, self.stopped = None, None
         self.start, self.simulations = time.perf_counter(), 0
 
@@ -432,22 +456,49 @@ class _Record:
             stacklevel=4,
         )
 
-    def keep_if_best(self, guide: EPIGuide, test: ConstraintTest, epoch: int) -> bool:
-        """Keep the guide's state when the epoch converged with the greatest entropy so far."""
-        if not (test.moment.converged and test.entropy > self.best_entropy):
+    def keep_if_converged(self, guide: EPIGuide, test: ConstraintTest, epoch: int) -> bool:
+        """Keep the guide's state when the epoch passed its test: a candidate for selection."""
+        if not test.moment.converged:
             return False
-        self.best_state = copy.deepcopy(guide.state_dict())
-        self.best_entropy, self.best_epoch = test.entropy, epoch
+        self.candidates.append((test.entropy, epoch, copy.deepcopy(guide.state_dict())))
         return True
 
-    def result(self, guide: EPIGuide, seed: int, settings: dict) -> EPIResult:
-        """The guide at the best converged epoch (else the last) and the run's record."""
-        converged = self.best_state is not None
+    def retest(self, guide: EPIGuide, loss: EPILoss, epoch: int) -> bool:
+        """Whether the guide (at converged ``epoch``) passes the moment test again on fresh
+        draws, from a generator derived from the run's seed and the epoch (the global random
+        state is left as it was); the verdict joins the epoch's history row."""
+        if epoch not in self.fresh:
+            fresh_seed = np.random.SeedSequence([self.seed, epoch, FRESH_STREAM]).generate_state(1)
+            with torch.random.fork_rng():
+                torch.manual_seed(int(fresh_seed[0]))
+                self.fresh[epoch] = loss.test(guide.model, guide)
+            moment = self.fresh[epoch].moment
+            row = next(r for r in self.history if r["epoch"] == epoch)
+            row["fresh converged"] = moment.converged
+            for name, p in zip(self.prop.constraint_names, moment.p_values.tolist(), strict=True):
+                row[f"fresh p {name}"] = p
+        return self.fresh[epoch].moment.converged
+
+    def result(self, guide: EPIGuide, loss: EPILoss, settings: dict) -> EPIResult:
+        """The guide at the converged epoch of greatest entropy whose re-test on fresh draws
+        passes too (else the last epoch) and the run's record."""
+        final = copy.deepcopy(guide.state_dict())
+        selected = None
+        for entropy, epoch, state in sorted(self.candidates, key=lambda c: -c[0]):
+            guide.load_state_dict(state)
+            if self.retest(guide, loss, epoch):
+                selected = (epoch, entropy)
+                break
+        converged = selected is not None
         if converged:
-            guide.load_state_dict(self.best_state)
-            epoch, entropy = self.best_epoch, self.best_entropy
+            epoch, entropy = selected
         else:
+            guide.load_state_dict(final)
             epoch, entropy = self.history[-1]["epoch"], self.history[-1]["entropy"]
+        fresh = None
+        if epoch in self.fresh:
+            p_values = self.fresh[epoch].moment.p_values.tolist()
+            fresh = dict(zip(self.prop.constraint_names, p_values, strict=True))
         return EPIResult(
             guide=guide,
             prop=self.prop,
@@ -458,7 +509,8 @@ class _Record:
             trace=pd.DataFrame(self.trace),
             wall_time=time.perf_counter() - self.start,
             simulations=self.simulations,
-            seed=seed,
+            seed=self.seed,
             settings=settings,
             stopped=self.stopped,
+            fresh_p_values=fresh,
         )
