@@ -11,7 +11,12 @@ the held-out conditions' trials from their light command alone. Two splits
   unit's trial-averaged sham activity (``baselines.opto.light_glm``);
 * ``lfads``: LFADS with the light as a measured input (``ext_dim=1``, no inferred inputs), fitted
   with SVI on the training trials; held-out trials are predicted from its prior given the light
-  (``baselines.opto.prior_predictive_rates``), never from their spikes.
+  (``baselines.opto.prior_predictive_rates``), never from their spikes;
+* ``biornn`` (``--model biornn``, a record of its own): a one-area spiking bioRNN (Dale's law,
+  local inhibition) whose E cells are the recorded units and whose I cells are hidden, with the
+  light as an input current through learned non-negative per-neuron gains (cell types are
+  unlabelled), fitted by trial matching within light conditions (``svi.fit_circuit``); a held-out
+  condition is predicted by simulating its light command (the smoothed simulated PSTH).
 
 Scores on the held-out trials (``baselines.opto.perturbation_scores``): bits/spike against the
 sham PSTH and the R² of the light-evoked PSTH change over significantly modulated units.
@@ -34,11 +39,12 @@ from pyro_circuits.baselines.opto import (
     perturbation_scores,
     prior_predictive_rates,
     sham_psth,
+    simulated_rates,
 )
 from pyro_circuits.datasets.allen import SPLITS, allen_opto_split, allen_pv_opto
 from pyro_circuits.guides import LFADSEncoder
-from pyro_circuits.models import LFADS
-from pyro_circuits.svi import train
+from pyro_circuits.models import LFADS, BioRNN
+from pyro_circuits.svi import fit_circuit, train
 
 BENCHMARK = "allen_opto"
 FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
@@ -47,6 +53,10 @@ LFADS_GUIDE = dict(enc_dim=48)
 SHAM_GUIDE = dict(enc_dim=48, ci_dim=32, con_dim=32)
 LFADS_TRAIN = dict(batch_size=32, lr=5e-3, kl_warmup=300, cd_rate=0.3, patience=25)
 WINDOW = slice(50, 150)  # light onset to the end of the trial
+BIORNN_MODEL = dict(n_inh=32, dt=10.0, stim_step=0, stim_duration=0.0, n_inputs=1)
+BIORNN_TRAIN = dict(batch_size=32, lr=3e-3, patience=30)
+BIORNN_LIGHT_GAIN = 0.2  # initial per-neuron light gains ~ U(0, 0.2)
+BIORNN_SIMULATIONS = 300  # simulated trials per predicted condition
 
 
 def split_data(split: str, seed: int = 0):
@@ -81,9 +91,38 @@ def fit_lfads(data, fit_idx, valid_idx, *, max_epochs, max_time, seed, progress=
     return fit
 
 
-def run(split: str, *, max_epochs: int, max_time: float, seed: int, quick: bool = False):
-    """Fit the three models on ``split`` and score them; returns ``{model: scores}`` and the
-    predictions ``{model: (held-out rates, predicted sham)}``."""
+def fit_biornn(data, fit_idx, valid_idx, *, steps: int, seed: int, progress=True):
+    """The bioRNN of the recorded units (its E cells) and hidden I cells, fitted by trial
+    matching within light conditions; resting potentials start at each unit's mean rate."""
+    counts, light = data.counts, data.inputs
+    n_units, n_bins = counts.shape[-1], counts.shape[1]
+    model = BioRNN(1, n_units, n_steps=n_bins, seed=seed, **BIORNN_MODEL)
+    model.init_rates(counts[fit_idx])
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(seed)
+        model.w_light.uniform_(0.0, BIORNN_LIGHT_GAIN, generator=generator)
+    spikes = counts.clamp(max=1.0)  # the model fires at most once per 10-ms step
+    return fit_circuit(
+        model,
+        spikes[fit_idx],
+        spikes[valid_idx],
+        [torch.ones(n_units, dtype=torch.bool)],
+        dt=model.dt,
+        steps=steps,
+        train_inputs=light[fit_idx],
+        test_inputs=light[valid_idx],
+        recorded=torch.arange(n_units),
+        seed=seed,
+        progress=progress,
+        **BIORNN_TRAIN,
+    )
+
+
+def run(split: str, *, max_epochs: int, max_time: float, seed: int, model: str = "lfads",
+        steps: int = 600):  # fmt: skip
+    """Fit ``model`` (``"lfads"`` or ``"biornn"``) and the two baselines on ``split`` and score
+    them; returns ``{model: scores}`` and the predictions ``{model: (held-out rates, predicted
+    sham)}``."""
     data, train_idx, fit_idx, valid_idx, test_idx = split_data(split, seed)
     counts, light, dt = data.counts, data.inputs, data.dt
     is_sham = data.conditions == 0
@@ -99,15 +138,25 @@ def run(split: str, *, max_epochs: int, max_time: float, seed: int, quick: bool 
     predictions["glm"] = (glm.predict(test_light), glm.predict(torch.zeros(1, *light.shape[1:]))[0])
     times["glm"] = glm.wall_time
 
-    fit = fit_lfads(data, fit_idx, valid_idx, max_epochs=max_epochs, max_time=max_time, seed=seed)
-    model = fit.model
-    rates = prior_predictive_rates(model, test_light, counts.shape[-1], seed=seed)
-    no_light = prior_predictive_rates(
-        model, torch.zeros(len(sham_counts), *light.shape[1:]), counts.shape[-1], seed=seed
-    ).mean(0)
-    predictions["lfads"] = (rates, no_light)
-    times["lfads"] = fit.wall_time
-    epochs = len(fit.history)
+    if model == "lfads":
+        fit = fit_lfads(data, fit_idx, valid_idx, max_epochs=max_epochs, max_time=max_time,
+                        seed=seed)  # fmt: skip
+        rates = prior_predictive_rates(fit.model, test_light, counts.shape[-1], seed=seed)
+        no_light = prior_predictive_rates(
+            fit.model, torch.zeros(len(sham_counts), *light.shape[1:]), counts.shape[-1], seed=seed
+        ).mean(0)
+        extra = {"epochs": len(fit.history), "best_epoch": fit.best_epoch}
+    else:
+        fit = fit_biornn(data, fit_idx, valid_idx, steps=steps, seed=seed)
+        n_units = counts.shape[-1]
+        simulate = dict(simulations=BIORNN_SIMULATIONS, seed=seed)
+        rates = simulated_rates(fit.model, test_light, n_units, dt, **simulate)
+        no_light = simulated_rates(fit.model, torch.zeros(1, *light.shape[1:]), n_units, dt,
+                                   **simulate)[0]  # fmt: skip
+        valid = [record["valid_loss"] for record in fit.history]
+        extra = {"steps": fit.steps, "epochs": len(valid), "best_epoch": valid.index(min(valid))}
+    predictions[model] = (rates, no_light)
+    times[model] = fit.wall_time
 
     scores = {}
     for name, (pred, pred_sham) in predictions.items():
@@ -115,8 +164,7 @@ def run(split: str, *, max_epochs: int, max_time: float, seed: int, quick: bool 
             pred, test_counts, conditions, sham, sham_counts, pred_sham, dt, window=WINDOW
         )
         scores[name]["train_seconds"] = times[name]
-    scores["lfads"]["epochs"] = epochs
-    scores["lfads"]["best_epoch"] = fit.best_epoch
+    scores[model].update(extra)
     # Evaluated on the same units for every model: those the light changes significantly.
     return scores, predictions, (test_counts, conditions, sham_counts)
 
@@ -258,6 +306,9 @@ def main(argv=None) -> None:
     parser.add_argument("--max-epochs", type=int, default=400)
     parser.add_argument("--max-time", type=float, default=420.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", choices=["lfads", "biornn"], default="lfads",
+                        help="the fitted model (biornn: a record of its own, '<split>/bioRNN')")  # fmt: skip
+    parser.add_argument("--steps", type=int, default=600, help="bioRNN optimiser steps")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--figure-data", type=Path, default=None,
                         help="save held-out PSTHs and predictions (.npz) for the docs' figure")  # fmt: skip
@@ -272,8 +323,15 @@ def main(argv=None) -> None:
     if args.split == "sham_latents":
         return _main_sham(args, start)
     scores, predictions, (test_counts, conditions, sham_counts) = run(
-        args.split, max_epochs=args.max_epochs, max_time=args.max_time, seed=args.seed
+        args.split,
+        max_epochs=args.max_epochs,
+        max_time=args.max_time,
+        seed=args.seed,
+        model=args.model,
+        steps=args.steps,
     )
+    if args.model == "biornn":
+        return _write_biornn(args, scores, start)
     if args.figure_data is not None:
         np.savez_compressed(
             args.figure_data,
@@ -315,8 +373,39 @@ def main(argv=None) -> None:
 
 def _command(args) -> str:
     """The command line that regenerates a split's record."""
-    options = ["--split", args.split, "--max-time", args.max_time, "--max-epochs", args.max_epochs]
+    if args.model == "biornn":
+        options = ["--split", args.split, "--model", "biornn", "--steps", args.steps]
+    else:
+        options = ["--split", args.split, "--max-time", args.max_time]
+        options += ["--max-epochs", args.max_epochs]
     return command("benchmarks.allen_opto", *options, "--seed", args.seed)
+
+
+def _write_biornn(args, scores, start) -> None:
+    metrics = {
+        name: {k: v for k, v in s.items() if k != "significant"} for name, s in scores.items()
+    }
+    metrics["total_seconds"] = time.perf_counter() - start
+    write_record(
+        BENCHMARK,
+        f"{args.split}/bioRNN",
+        _command(args),
+        configuration={
+            "split": SPLITS[args.split],
+            "seed": args.seed,
+            "biornn_model": {**BIORNN_MODEL, "n_areas": 1, "n_exc": "one per recorded unit"},
+            "biornn_train": {**BIORNN_TRAIN, "steps": args.steps},
+            "light_gain_init": BIORNN_LIGHT_GAIN,
+            "simulations_per_condition": BIORNN_SIMULATIONS,
+            "glm": {"n_basis": 8, "span_bins": 30, "alpha": 1e-2, "sham_sigma_bins": 2},
+            "scores": {"window_bins": [50, 150], "rebin": 5, "p_value": 1e-3},
+            "threads": args.threads,
+        },
+        metrics=metrics,
+        notes="Measured on 2 CPU cores shared with several other jobs (training time inflated).",
+    )
+    for name, s in metrics.items():
+        print(name, s)
 
 
 def _main_sham(args, start) -> None:

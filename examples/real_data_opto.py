@@ -4,8 +4,10 @@ The shipped session (Allen Brain Observatory Visual Coding – Neuropixels, sess
 Pvalb-IRES-Cre mouse; DANDI 000021, CC-BY-4.0; cite Siegle, Jia et al., Nature 592, 86–92, 2021,
 and the Allen Institute for Brain Science): fit on the sham trials and the light levels 1.3 and
 1.7, predict the level-2.0 trials, and compare LFADS (light as a measured input), a per-unit
-Poisson GLM with a light kernel, and the sham PSTH. Then write LFADS's rates of the training
-trials into an NWB file and read them back.
+Poisson GLM with a light kernel, the sham PSTH, and a spiking bioRNN (the recorded units its E
+cells, hidden I cells, the light an input current through learned gains, fitted by trial
+matching). Then write LFADS's rates of the training trials into an NWB file and read them back,
+and stitch three synthetic sessions of different neurons with one LFADS.
 
     python examples/real_data_opto.py            # the whole session, a few minutes
     python examples/real_data_opto.py --quick    # 40 units, a few epochs: a smoke test
@@ -19,17 +21,19 @@ from pathlib import Path
 
 import torch
 
+from pyro_circuits.baselines.decoding import ridge_decoder
 from pyro_circuits.baselines.opto import (
     light_glm,
     perturbation_scores,
     prior_predictive_rates,
     sham_psth,
+    simulated_rates,
 )
-from pyro_circuits.datasets import allen_opto_split, allen_pv_opto
+from pyro_circuits.datasets import allen_opto_split, allen_pv_opto, lorenz_sessions
 from pyro_circuits.datasets.nwb import example_file, read_fit, read_nwb, write_nwb
-from pyro_circuits.guides import LFADSEncoder
-from pyro_circuits.models import LFADS
-from pyro_circuits.svi import train
+from pyro_circuits.guides import LFADSEncoder, StitchedEncoder
+from pyro_circuits.models import LFADS, BioRNN, StitchedLFADS
+from pyro_circuits.svi import fit_circuit, train
 
 
 def main() -> None:
@@ -58,14 +62,30 @@ def main() -> None:
                 max_epochs=3 if args.quick else 150, batch_size=32, lr=5e-3, kl_warmup=300,
                 cd_rate=0.3, seed=args.seed, progress=not args.quick)  # fmt: skip
 
+    # The bioRNN: recorded units = its E cells (1:1), 10 % hidden I cells, light through gains.
+    n_units = counts.shape[-1]
+    circuit = BioRNN(1, n_units, n_inh=max(1, n_units // 10), n_steps=counts.shape[1], dt=1e3 * dt,
+                     stim_step=0, stim_duration=0.0, n_inputs=1, seed=args.seed)  # fmt: skip
+    circuit.init_rates(counts[train_idx])
+    spikes = counts.clamp(max=1.0)
+    fit_circuit(circuit, spikes[train_idx], spikes[train_idx], [torch.ones(n_units, dtype=bool)],
+                dt=circuit.dt, steps=3 if args.quick else 300, batch_size=32, lr=3e-3,
+                train_inputs=light[train_idx], test_inputs=light[train_idx],
+                recorded=torch.arange(n_units), seed=args.seed, progress=not args.quick)  # fmt: skip
+
     test_counts, test_light = counts[test_idx], light[test_idx]
     no_light = torch.zeros(1, *light.shape[1:])
+    simulations = 20 if args.quick else 300
     predictions = {
         "sham PSTH": (sham.expand_as(test_counts), sham),
         "GLM": (glm.predict(test_light), glm.predict(no_light)[0]),
         "LFADS": (
             prior_predictive_rates(fit.model, test_light, counts.shape[-1], seed=args.seed),
             prior_predictive_rates(fit.model, no_light, counts.shape[-1], seed=args.seed)[0],
+        ),
+        "bioRNN": (
+            simulated_rates(circuit, test_light, n_units, dt, simulations=simulations),
+            simulated_rates(circuit, no_light, n_units, dt, simulations=simulations)[0],
         ),
     }
     for name, (rates, predicted_sham) in predictions.items():
@@ -85,6 +105,23 @@ def main() -> None:
         back = read_fit(target)["rates"]
         print(f"NWB round trip: rates {tuple(back.shape)} written and read back equal: "
               f"{bool((torch.from_numpy(back) == rates).all())}")  # fmt: skip
+    stitch(args)
+
+
+def stitch(args) -> None:
+    """One LFADS across three sessions that recorded different neurons of one Lorenz system."""
+    sessions = lorenz_sessions(n_sessions=3, n_conditions=4, n_trials=5, n_neurons=12, n_bins=30,
+                               seed=args.seed)  # fmt: skip
+    model = StitchedLFADS(sessions.n_neurons, dt=sessions.dt, ic_dim=8, gen_dim=16, fac_dim=4)
+    model.init_pcr(sessions)
+    counts, inputs = sessions.pack("train")
+    fit = train(model, StitchedEncoder(model, enc_dim=16), counts, inputs,
+                max_epochs=3 if args.quick else 100, batch_size=20, seed=args.seed,
+                progress=not args.quick)  # fmt: skip
+    factors = sessions.unpack(fit.posterior_mean(counts, inputs, num_samples=5)["factors"], "train")
+    decoder = ridge_decoder(factors[0], sessions[0].train.latents)
+    print(f"stitched: a decoder fitted on session 0's factors explains session 1's latents with "
+          f"R² {decoder.score(factors[1], sessions[1].train.latents):.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

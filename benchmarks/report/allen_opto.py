@@ -71,6 +71,18 @@ def render(records: list[dict]) -> str:
                     _seconds(m.get("train_seconds")) + epochs,
                 ]
             )
+        biornn = by_split.get(f"{split}/bioRNN", {}).get("metrics", {}).get("biornn")
+        if biornn is not None:
+            rows.append(
+                [
+                    split.replace("_", " "),
+                    "bioRNN, light as input current (learned gains), trial matching",
+                    _number(biornn["bits_per_spike"]),
+                    _number(biornn["evoked_r2"]),
+                    biornn["n_significant"],
+                    f"{_seconds(biornn['train_seconds'])} ({biornn['steps']} steps)",
+                ]
+            )
     verdicts = [
         f"{split.replace('_', ' ')}: {_verdict(by_split[split]['metrics'])}"
         for split in SPLITS
@@ -94,7 +106,10 @@ def render(records: list[dict]) -> str:
             "light on to trial end, 50-ms bins) predicted against recorded, pooled over the "
             "held-out conditions and the units whose light-window count differs from sham "
             "(Mann–Whitney p < 0.001). Target (issue #49): LFADS above the GLM in bits/spike on "
-            "both splits. Details: `docs/real_data.md`.",
+            "both splits. The bioRNN rows come from their own records (`<split>/bioRNN`, the same "
+            "baselines recomputed in that run): a one-area spiking bioRNN whose E cells are the "
+            "recorded units, with hidden I cells, predicting a condition by simulating its light "
+            "command. Details: `docs/real_data.md`.",
             "",
             table(
                 ["split", "model", "bits/spike vs sham", "evoked R²", "units", "train (s)"], rows

@@ -32,6 +32,7 @@ __all__ = [
     "perturbation_scores",
     "prior_predictive_rates",
     "sham_psth",
+    "simulated_rates",
 ]
 
 
@@ -61,6 +62,33 @@ def sham_psth(sham_counts: torch.Tensor, dt: float, *, sigma: float = 2.0) -> to
     if dt <= 0:
         raise ValueError(f"dt must be positive, got {dt}")
     return (_smooth_time(sham_counts.mean(0), sigma) / dt).clamp(min=0.01)
+
+
+def simulated_rates(
+    model, light: torch.Tensor, n_units: int, dt: float, *, simulations: int = 300, seed: int = 0
+) -> torch.Tensor:
+    """Rates (Hz) a simulating circuit model (``model.simulate(n, seed=, inputs=)``, e.g. a
+    :class:`~pyro_circuits.models.BioRNN` with ``n_inputs``) predicts for trials with the given
+    ``light`` commands [trials, time, channels]: per distinct command, the PSTH of its first
+    ``n_units`` neurons over ``simulations`` simulated trials, smoothed and floored as
+    :func:`sham_psth`.
+
+    Example:
+        >>> from pyro_circuits.models import BioRNN
+        >>> model = BioRNN(1, n_exc=3, n_inh=1, n_steps=10, dt=10.0, n_inputs=1, seed=0)
+        >>> simulated_rates(model, torch.zeros(2, 10, 1), 3, 0.01, simulations=20).shape
+        torch.Size([2, 10, 3])
+    """
+    positive_int("simulations", simulations)
+    rates = torch.empty(*light.shape[:2], n_units)
+    _, condition = torch.unique(light.reshape(len(light), -1), dim=0, return_inverse=True)
+    for c in condition.unique():
+        idx = (condition == c).nonzero().flatten()
+        command = light[idx[:1]].expand(simulations, -1, -1)
+        with torch.no_grad():
+            spikes = model.simulate(simulations, seed=seed, inputs=command)[..., :n_units]
+        rates[idx] = sham_psth(spikes, dt)
+    return rates
 
 
 def light_basis(n_basis: int = 8, span: int = 30) -> torch.Tensor:

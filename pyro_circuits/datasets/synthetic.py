@@ -6,6 +6,8 @@
   (LFADS run-manager / hierarchical_lfads recipe; Pandarinath et al. 2018).
 * :func:`linear_dynamical` -- the Neuromatch seq-to-seq notebook's diagonal linear dynamical
   system with rectified-linear rates.
+* :func:`lorenz_sessions` -- one Lorenz system recorded in several sessions through different,
+  partly overlapping sets of neurons (the setting of dynamic neural stitching).
 
 All generators are seeded (``numpy.random.RandomState(seed)``) and return a
 :class:`~pyro_circuits.datasets.SpikeData` with true rates (Hz) and latents.
@@ -17,9 +19,10 @@ import numpy as np
 import torch
 
 from pyro_circuits.checks import int_in_range, nonnegative_int, positive_float, positive_int, real
+from pyro_circuits.datasets.sessions import Sessions
 from pyro_circuits.datasets.spike_data import SpikeData
 
-__all__ = ["chaotic_rnn", "linear_dynamical", "lorenz"]
+__all__ = ["chaotic_rnn", "linear_dynamical", "lorenz", "lorenz_sessions"]
 
 
 def _check_common(*, dt, train_fraction, n_heldout, seed, **rates) -> None:
@@ -230,3 +233,56 @@ def linear_dynamical(
     n_train = max(1, round(train_fraction * n_trials))
     data.train_idx, data.valid_idx = torch.arange(n_train), torch.arange(n_train, n_trials)
     return data
+
+
+def lorenz_sessions(
+    n_sessions: int = 5,
+    n_conditions: int = 20,
+    n_trials: int = 10,
+    n_neurons: int = 24,
+    n_units: int = 60,
+    n_bins: int = 50,
+    *,
+    dt: float = 0.01,
+    base_rate: float = 5.0,
+    train_fraction: float = 0.8,
+    seed: int = 0,
+) -> Sessions:
+    """One :func:`lorenz` population of ``n_units`` neurons recorded in ``n_sessions`` sessions,
+    each through its own ``n_neurons`` of them (drawn without replacement per session, so the
+    sets partly overlap) with its own ``n_trials`` trials of every condition.
+
+    Every session sees the same ``n_conditions`` latent trajectories (their conditions share
+    labels across sessions) and independent Poisson spikes; ``Sessions.units`` holds each
+    session's neurons in the population, and each session's split trains on the first
+    ``train_fraction`` of the repeats of every condition.
+
+    Example:
+        >>> sessions = lorenz_sessions(n_sessions=2, n_conditions=3, n_trials=2, n_bins=10)
+        >>> sessions.n_neurons, sessions[1].latents.shape
+        ([24, 24], torch.Size([6, 10, 3]))
+    """
+    n_sessions, n_units = positive_int("n_sessions", n_sessions), positive_int("n_units", n_units)
+    n_trials = positive_int("n_trials", n_trials)
+    n_neurons = int_in_range("n_neurons", n_neurons, 1, n_units)
+    population = lorenz(
+        n_conditions, n_trials * n_sessions, n_units, n_bins,
+        dt=dt, base_rate=base_rate, train_fraction=train_fraction, seed=seed,
+    )  # fmt: skip
+    rng = np.random.RandomState(seed)
+    repeats = n_trials * n_sessions
+    sessions, units = [], []
+    for s in range(n_sessions):
+        chosen = torch.as_tensor(np.sort(rng.choice(n_units, n_neurons, replace=False)))
+        first = torch.arange(n_conditions)[:, None] * repeats + s * n_trials
+        part = population.subset((first + torch.arange(n_trials)).reshape(-1))
+        train_idx, valid_idx = _split_by_repeat(n_conditions, n_trials, train_fraction)
+        sessions.append(
+            SpikeData(
+                counts=part.counts[..., chosen], dt=dt, rates=part.rates[..., chosen],
+                latents=part.latents, conditions=part.conditions,
+                train_idx=train_idx, valid_idx=valid_idx,
+            )  # fmt: skip
+        )
+        units.append(chosen)
+    return Sessions(sessions, units=units)

@@ -7,7 +7,9 @@ from pyro_circuits.models.lds2d import LDS2D
 from pyro_circuits.models.lfads import LFADS
 from pyro_circuits.models.rank2_rnn import Rank2RNN
 from pyro_circuits.models.stg import STG
+from pyro_circuits.models.stitched_lfads import StitchedLFADS
 from pyro_circuits.models.superior_colliculus import SuperiorColliculus
+from pyro_circuits.models.v1_sssn import V1SSSN
 
 __all__ = [
     "BioRNN",
@@ -18,6 +20,8 @@ __all__ = [
     "LFADS",
     "Rank2RNN",
     "STG",
+    "StitchedLFADS",
     "SuperiorColliculus",
+    "V1SSSN",
     "reference_circuit",
 ]

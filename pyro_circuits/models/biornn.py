@@ -34,6 +34,7 @@ import pyro
 import torch
 from torch import nn
 
+from pyro_circuits.checks import check_counts
 from pyro_circuits.handlers.perturb import optogenetic, site
 from pyro_circuits.sites import LocalPyroModule, noise
 
@@ -96,7 +97,10 @@ class BioRNN(LocalPyroModule):
         n_exc, n_inh: E and I neurons per area.
         n_steps: time steps per trial; dt: step in ms.
         stim_step: the step of the stimulus (the input pulse starts ``thalamic_delay`` ms later and
-            lasts ``stim_duration`` ms, height dt/2, on every trial).
+            lasts ``stim_duration`` ms, height dt/2, on every trial; ``stim_duration=0``: none).
+        n_inputs: channels of a measured per-trial input (e.g. a light command) that reaches
+            every neuron through a learned per-neuron gain (``w_light``, non-negative under
+            Dale's law: a depolarising current); the call then takes ``inputs``.
         spiking: escape-noise spikes with reset and refractoriness (True) or the σRNN's sigmoid
             rate unit (False).
         dale: weights are non-negative magnitudes signed by the presynaptic type (projected after
@@ -144,6 +148,7 @@ class BioRNN(LocalPyroModule):
         delay: int = 1,
         thalamic_delay: float = 4.0,
         stim_duration: float = 10.0,
+        n_inputs: int = 0,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -154,6 +159,9 @@ class BioRNN(LocalPyroModule):
         _check_int("stim_step", stim_step, 0)
         _check_int("delay", delay, 1)
         _check_int("seed", seed, 0)
+        _check_int("n_inputs", n_inputs, 0)
+        if not stim_duration >= 0:
+            raise ValueError(f"stim_duration must be >= 0 (ms), got {stim_duration}")
         if not dt > 0:
             raise ValueError(f"dt must be positive (ms), got {dt}")
         if sparsity < 0 or l1_decay < 0:
@@ -194,7 +202,8 @@ class BioRNN(LocalPyroModule):
         self.register_buffer("across", (~same).float())
         pulse = torch.zeros(n_steps)
         start = stim_step + int(round(thalamic_delay / dt))
-        pulse[start : start + max(1, int(round(stim_duration / dt)))] = self.dt / 2
+        if stim_duration > 0:
+            pulse[start : start + max(1, int(round(stim_duration / dt)))] = self.dt / 2
         self.register_buffer("pulse", pulse)
 
         g = torch.Generator().manual_seed(seed)
@@ -212,6 +221,9 @@ class BioRNN(LocalPyroModule):
         self.w_in = nn.Parameter(0.05 * torch.rand(n, generator=g) * (area == 0).float())
         self.v_rest = nn.Parameter(torch.zeros(n))
         self.noise_bias = nn.Parameter(torch.ones(n))
+        self.n_inputs = n_inputs
+        if n_inputs:
+            self.w_light = nn.Parameter(0.01 * torch.rand(n_inputs, n, generator=g))
 
     # ----------------------------------------------------------------------------------------
     def effective_weights(self) -> torch.Tensor:
@@ -270,8 +282,30 @@ class BioRNN(LocalPyroModule):
         if self.dale:
             w.masked_fill_(w < 1e-7, 0.0)
             self.w_in.masked_fill_(self.w_in < 1e-7, 0.0)
+            if self.n_inputs:
+                self.w_light.masked_fill_(self.w_light < 1e-7, 0.0)
         self.v_rest.clamp_(-THRESHOLD, 0.99 * THRESHOLD)
         self.noise_bias.clamp_(min=0.0)
+
+    @torch.no_grad()
+    def init_rates(self, counts: torch.Tensor) -> BioRNN:
+        """Set the resting potentials of the first ``counts.shape[-1]`` neurons (those mapped to
+        recorded ones) so that, without input, each fires at its recorded mean rate (spikes per
+        step, escape noise p = dt·exp(x/Δ) at v = θ(1 + x)); returns the model.
+
+        Example:
+            >>> model = BioRNN(1, n_exc=3, n_inh=1, dt=10.0, seed=0)
+            >>> model.init_rates(torch.full((5, 20, 3), 0.05)).v_rest[:3].tolist()[0] > 0
+            True
+        """
+        counts = check_counts(counts, integer=False, nonnegative=True)
+        n = counts.shape[-1]
+        if n > self.n_neurons:
+            raise ValueError(f"counts have {n} neurons, the model {self.n_neurons}")
+        rate = counts.mean((0, 1)).clamp(1e-3, 0.99)
+        x = _DELTA * torch.log(rate / self.dt)
+        self.v_rest[:n] = (THRESHOLD * (1 + x)).clamp(-THRESHOLD, 0.99 * THRESHOLD)
+        return self
 
     def light(
         self,
@@ -306,8 +340,22 @@ class BioRNN(LocalPyroModule):
         return (step - self.stim_step) * self.dt / 1000.0
 
     # ----------------------------------------------------------------------------------------
-    def forward(self, n_trials: int) -> torch.Tensor:
+    def _input_current(self, inputs, n_trials: int) -> torch.Tensor | None:
+        """The measured inputs' current (trials, steps, neurons), or None without inputs."""
+        if self.n_inputs == 0:
+            if inputs is not None:
+                raise ValueError("inputs given to a model built with n_inputs=0")
+            return None
+        expected = (n_trials, self.n_steps, self.n_inputs)
+        if not isinstance(inputs, torch.Tensor) or tuple(inputs.shape) != expected:
+            shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else inputs
+            raise ValueError(f"inputs must be a tensor of shape {expected}, got {shape}")
+        gains = self.w_light.clamp(min=0.0) if self.dale else self.w_light
+        return inputs.to(gains.dtype) @ gains
+
+    def forward(self, n_trials: int, inputs: torch.Tensor | None = None) -> torch.Tensor:
         _check_int("n_trials", n_trials, 1)
+        measured = self._input_current(inputs, n_trials)
         n, steps, dt = self.n_neurons, self.n_steps, self.dt
         xi = noise("membrane_noise", (n_trials, steps, n), like=self.v_rest)
         if self.spiking:
@@ -322,6 +370,8 @@ class BioRNN(LocalPyroModule):
         out = []
         for t in range(steps):
             current = history[-self.delay] @ w + self.pulse[t] * w_in
+            if measured is not None:
+                current = current + measured[:, t]
             drive = site(
                 "drive", current / dt, t=self.time(t), populations=self.populations, step=t
             )
@@ -344,9 +394,12 @@ class BioRNN(LocalPyroModule):
         spikes = torch.stack(out, 1)
         return pyro.deterministic("spikes", spikes)
 
-    def simulate(self, n_trials: int, seed: int, *, grad: bool = False) -> torch.Tensor:
+    def simulate(
+        self, n_trials: int, seed: int, *, grad: bool = False, inputs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Run ``n_trials`` trials with the noise of ``seed`` (replayable: the same seed gives
-        the same noise, with or without a perturbation handler around the call).
+        the same noise, with or without a perturbation handler around the call); ``inputs``:
+        the measured inputs (trials, steps, ``n_inputs``) of a model built with ``n_inputs``.
 
         Example:
             >>> model = BioRNN(n_exc=3, n_inh=1, n_steps=10, stim_step=2, seed=0)
@@ -356,7 +409,7 @@ class BioRNN(LocalPyroModule):
         _check_int("seed", seed, 0)
         pyro.set_rng_seed(seed)
         with torch.set_grad_enabled(grad):
-            return self(n_trials)
+            return self(n_trials) if inputs is None else self(n_trials, inputs)
 
 
 def reference_circuit(

@@ -30,7 +30,14 @@ from pyro_circuits.svi.trial_matching import (
     psth as trial_average,
 )
 
-__all__ = ["CircuitFit", "Projection", "TrialMatchingLoop", "fit_circuit", "reference_dataset"]
+__all__ = [
+    "CircuitFit",
+    "Projection",
+    "TrialMatchingLoop",
+    "conditions_of",
+    "fit_circuit",
+    "reference_dataset",
+]
 
 
 class Projection(Callback):
@@ -62,31 +69,71 @@ class CircuitFit:
         return self.history[-1]["step"] if self.history else 0
 
 
+def conditions_of(inputs: torch.Tensor | None, n_trials: int) -> list[torch.Tensor]:
+    """Trial indices of each condition: trials whose measured ``inputs`` are identical (all
+    trials one condition without inputs), in order of first appearance.
+
+    Example:
+        >>> light = torch.tensor([[0.0], [1.0], [0.0]])[:, :, None]
+        >>> [g.tolist() for g in conditions_of(light, 3)]
+        [[0, 2], [1]]
+    """
+    if inputs is None:
+        return [torch.arange(n_trials)]
+    _, label = torch.unique(inputs.reshape(n_trials, -1), dim=0, return_inverse=True)
+    first = {}
+    for i, c in enumerate(label.tolist()):
+        first.setdefault(c, []).append(i)
+    return [torch.tensor(idx) for idx in first.values()]
+
+
+def simulate_like(model, n_trials: int, inputs, recorded) -> torch.Tensor:
+    """``n_trials`` simulated trials (with the measured ``inputs`` when given), restricted to the
+    model neurons mapped to the ``recorded`` ones (all neurons when None)."""
+    sim = model(n_trials) if inputs is None else model(n_trials, inputs)
+    return sim if recorded is None else sim[..., recorded]
+
+
+def matched_loss(sim, data, inputs, features: TrialFeatures, method: str, generator):
+    """Trial matching within each condition (trials with identical inputs), the conditions'
+    losses weighted by their share of the trials; without inputs, of all trials at once."""
+    if inputs is None:
+        return trial_matching_loss(
+            features(sim), features(data), method=method, generator=generator
+        )
+    total = sim.new_zeros(())
+    for idx in conditions_of(inputs, len(data)):
+        loss = trial_matching_loss(
+            features(sim[idx]), features(data[idx]), method=method, generator=generator
+        )
+        total = total + loss * len(idx) / len(data)
+    return total
+
+
 class _TestLoss:
     """The monitored loss: hard trial matching of a fixed-noise simulation against the test
     trials (no gradient)."""
 
-    def __init__(self, test: torch.Tensor, features: TrialFeatures, seed: int, n: int) -> None:
+    def __init__(
+        self, test, features: TrialFeatures, seed: int, n: int, inputs=None, recorded=None
+    ) -> None:
         self.test, self.features, self.seed, self.n = test, features, seed, n
+        self.test_inputs, self.recorded = inputs, recorded
         # what the loop's checkpoint fingerprint reads of a validation
         self.counts, self.inputs, self.sites, self.batch_size = test, None, ("trial_matching",), n
         self.generator = torch.Generator()
 
     def __call__(self, model, guide, elbo) -> float:
         rng = pyro.util.get_rng_state()  # the training's noise stream continues untouched
+        inputs = self.test_inputs
+        # with inputs the simulation follows every test trial's inputs
+        n = self.n if inputs is None else len(self.test)
         with torch.no_grad(), pyro.poutine.block():
             pyro.set_rng_seed(self.seed)
-            sim = model(self.n)
+            sim = simulate_like(model, n, inputs, self.recorded)
         pyro.util.set_rng_state(rng)
         self.generator.manual_seed(self.seed)  # the same subsample of test trials every epoch
-        return float(
-            trial_matching_loss(
-                self.features(sim),
-                self.features(self.test),
-                method="hard",
-                generator=self.generator,
-            )
-        )
+        return float(matched_loss(sim, self.test, inputs, self.features, "hard", self.generator))
 
 
 class TrialMatchingLoop(Loop):
@@ -109,30 +156,40 @@ class TrialMatchingLoop(Loop):
         trial_matching: bool = True,
         psth: bool = True,
         balance: Sequence[float] = (2.0, 1.0),
+        inputs: torch.Tensor | None = None,
+        recorded: torch.Tensor | None = None,
         **kwargs,
     ) -> None:
-        super().__init__(model, GradientBalance(balance), data, **kwargs)
+        super().__init__(model, GradientBalance(balance), data, inputs, **kwargs)
         self.features, self.dt, self.method = features, dt, method
-        self.trial_matching, self.psth = trial_matching, psth
+        self.trial_matching, self.psth, self.recorded = trial_matching, psth, recorded
         self._generator = torch.Generator().manual_seed(self.seed)
-        self._data_psth = trial_average(data, dt)
+        groups = conditions_of(inputs, len(data))
+        #: the recorded PSTH of each condition, keyed by its input (None without inputs)
+        self._data_psth = {_key(inputs, idx[0]): trial_average(data[idx], dt) for idx in groups}
 
     def loss(self, counts, inputs=None, **kwargs) -> torch.Tensor:
-        sim = self.model(len(counts))
+        sim = simulate_like(self.model, len(counts), inputs, self.recorded)
         for_trials, for_psth = self.guide(sim)
         total = sim.new_zeros(())
         if self.trial_matching:
-            total = total + trial_matching_loss(
-                self.features(for_trials),
-                self.features(counts),
-                method=self.method,
-                generator=self._generator,
+            total = total + matched_loss(
+                for_trials, counts, inputs, self.features, self.method, self._generator
             )
-        if self.psth:
-            total = total + psth_loss(for_psth, self._data_psth, self.dt)
+        if self.psth and inputs is None:
+            total = total + psth_loss(for_psth, self._data_psth[None], self.dt)
+        elif self.psth:
+            for idx in conditions_of(inputs, len(counts)):
+                target = self._data_psth[_key(inputs, idx[0])]
+                total = total + psth_loss(for_psth[idx], target, self.dt) * len(idx) / len(counts)
         if not torch.isfinite(total):
             raise ValueError(f"the loss is {total.item()}")
         return total
+
+
+def _key(inputs: torch.Tensor | None, trial) -> bytes | None:
+    """A hashable key of one trial's inputs (its condition)."""
+    return None if inputs is None else inputs[int(trial)].detach().cpu().numpy().tobytes()
 
 
 def fit_circuit(
@@ -151,6 +208,9 @@ def fit_circuit(
     psth: bool = True,
     patience: int | None = None,
     checkpoint: str | None = None,
+    train_inputs: torch.Tensor | None = None,
+    test_inputs: torch.Tensor | None = None,
+    recorded: Sequence[int] | torch.Tensor | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> CircuitFit:
@@ -171,6 +231,12 @@ def fit_circuit(
         trial_matching, psth: which losses to use (the "no TM" ablation: ``trial_matching=False``).
         patience: epochs without a better test loss before stopping (None: never stop early).
         checkpoint: path of a checkpoint to save every epoch and resume from.
+        train_inputs, test_inputs: measured inputs of the trials (trials, time, channels), e.g.
+            a light command, passed to ``model(n_trials, inputs)``; trials with identical
+            inputs form a condition, and trial matching and the PSTH loss then work within
+            conditions (both or neither given).
+        recorded: the model neurons mapped, in order, to the recorded neurons (default: the
+            model's neurons are the recorded ones); the others are hidden.
         seed: seeds the simulation noise and the trial order (the model's own seed its weights).
 
     Example:
@@ -198,6 +264,8 @@ def fit_circuit(
         raise ValueError("at least one of trial_matching and psth must be on")
     if patience is not None and (not isinstance(patience, int) or patience < 1):
         raise ValueError(f"patience must be a positive int or None, got {patience!r}")
+    _check_inputs(train, test, train_inputs, test_inputs)
+    recorded = _check_recorded(model, recorded, train.shape[-1])
     features = TrialFeatures(train, groups, dt)
     batch_size = min(batch_size, len(train))
     epochs = math.ceil(steps / math.ceil(len(train) / batch_size))
@@ -213,10 +281,17 @@ def fit_circuit(
         method=method,
         trial_matching=trial_matching,
         psth=psth,
+        inputs=train_inputs,
+        recorded=recorded,
         hooks=hooks,
         optimiser=Optimiser(lr=lr, clip_norm=clip_norm, patience=10**9),
         validation=_TestLoss(
-            test, TrialFeatures(test, groups, dt), seed + 1, min(len(test), 2 * batch_size)
+            test,
+            TrialFeatures(test, groups, dt),
+            seed + 1,
+            min(len(test), 2 * batch_size),
+            inputs=test_inputs,
+            recorded=recorded,
         ),
         batch_size=batch_size,
         max_epochs=epochs,
@@ -225,6 +300,43 @@ def fit_circuit(
     model.project()
     fit = loop.run()
     return CircuitFit(model, fit.history, fit.wall_time, fit.diverged)
+
+
+def _check_inputs(train, test, train_inputs, test_inputs) -> None:
+    if (train_inputs is None) != (test_inputs is None):
+        raise ValueError("give both train_inputs and test_inputs, or neither")
+    for name, x, data in (
+        ("train_inputs", train_inputs, train),
+        ("test_inputs", test_inputs, test),
+    ):
+        if x is None:
+            continue
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[:2] != data.shape[:2]:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"{name} must be (trials, time, channels) with the trials and time of its data "
+                f"{tuple(data.shape[:2])}, got {shape}"
+            )
+
+
+def _check_recorded(model, recorded, n_recorded: int) -> torch.Tensor | None:
+    """``recorded`` as a long tensor of distinct model neurons, one per recorded neuron."""
+    if recorded is None:
+        return None
+    index = torch.as_tensor(recorded)
+    n_model = getattr(model, "n_neurons", None)
+    if (
+        index.dtype not in (torch.int32, torch.int64)
+        or index.shape != (n_recorded,)
+        or len(set(index.tolist())) != n_recorded
+        or (index < 0).any()
+        or (n_model is not None and (index >= n_model).any())
+    ):
+        raise ValueError(
+            f"recorded must list {n_recorded} distinct model neurons (one per recorded neuron)"
+            + (f" in [0, {n_model})" if n_model is not None else "")
+        )
+    return index.long()
 
 
 def reference_dataset(

@@ -151,3 +151,83 @@ def test_bad_construction_and_wrong_mask_size():
         model.simulate(2, seed=0)
     with pytest.raises(ValueError, match="unknown population"), optogenetic("A3/E", current=0.1):
         model.simulate(2, seed=0)
+
+
+# --- measured inputs (a light command through learned per-neuron gains) ---------------------
+
+
+def test_zero_measured_input_is_bit_identical_to_no_input_channel():
+    plain = BioRNN(1, seed=3, **SMALL)
+    with_input = BioRNN(1, seed=3, n_inputs=1, **SMALL)
+    zeros = torch.zeros(5, SMALL["n_steps"], 1)
+    assert torch.equal(plain.simulate(5, seed=2), with_input.simulate(5, seed=2, inputs=zeros))
+
+
+def test_measured_input_drives_through_non_negative_gains():
+    model = BioRNN(1, seed=0, n_inputs=1, stim_duration=0.0, **SMALL)
+    with torch.no_grad():
+        model.w_light.copy_(-torch.ones_like(model.w_light))
+        model.w_light[0, :2] = 5.0
+    model.project()
+    assert (model.w_light >= 0).all() and (model.w_light[0, 2:] == 0).all()
+    light = torch.zeros(200, SMALL["n_steps"], 1)
+    light[:, 8:14] = 1.0
+    lit = model.simulate(200, seed=1, inputs=light)
+    dark = model.simulate(200, seed=1, inputs=torch.zeros_like(light))
+    gain = lit[:, 8:14].mean((0, 1)) - dark[:, 8:14].mean((0, 1))
+    assert (gain[:2] > 0.2).all()  # the two driven neurons fire more
+    assert torch.equal(lit[:, :8], dark[:, :8])  # nothing changes before the light
+
+
+def test_no_stimulus_pulse_when_its_duration_is_zero():
+    assert BioRNN(1, seed=0, stim_duration=0.0, **SMALL).pulse.abs().sum() == 0
+
+
+@pytest.mark.parametrize(
+    "n_inputs, inputs, match",
+    [
+        (0, torch.zeros(3, 20, 1), "n_inputs=0"),
+        (1, torch.zeros(3, 19, 1), "shape"),
+        (1, None, "shape"),
+        (2, torch.zeros(3, 20, 1), "shape"),
+    ],
+)
+def test_bad_measured_inputs(n_inputs, inputs, match):
+    model = BioRNN(1, seed=0, n_inputs=n_inputs, **SMALL)
+    with pytest.raises(ValueError, match=match):
+        model(3, inputs)
+
+
+def test_fit_with_light_conditions_and_hidden_neurons_keeps_constraints():
+    teacher = BioRNN(1, seed=5, n_inputs=1, stim_duration=0.0, **SMALL)
+    with torch.no_grad():
+        teacher.w_light.fill_(2.0)
+    light = torch.zeros(16, SMALL["n_steps"], 1)
+    light[8:, 8:12] = 1.0  # two conditions: dark and lit
+    recorded = torch.arange(4)  # the 4 E cells are recorded, the 2 I cells hidden
+    data = teacher.simulate(16, seed=0, inputs=light)[..., recorded]
+    model = BioRNN(1, seed=1, n_inputs=1, stim_duration=0.0, **SMALL)
+    before = model.w_light.detach().clone()
+    fit = fit_circuit(model, data, data, [torch.ones(4, dtype=torch.bool)], dt=2.0, steps=6,
+                      batch_size=8, lr=0.05, train_inputs=light, test_inputs=light,
+                      recorded=recorded, progress=False)  # fmt: skip
+    assert fit.steps == 6 and all(record["valid_loss"] >= 0 for record in fit.history)
+    assert not torch.equal(model.w_light, before) and (model.w_light >= 0).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"train_inputs": torch.zeros(8, 20, 1)}, "both"),
+        ({"train_inputs": torch.zeros(7, 20, 1), "test_inputs": torch.zeros(8, 20, 1)}, "trials"),
+        ({"recorded": [0, 0, 1, 2, 3, 4]}, "distinct"),
+        ({"recorded": [0, 1, 2, 3, 4, 99]}, "distinct"),
+        ({"recorded": [0, 1, 2]}, "distinct"),
+    ],
+)
+def test_fit_circuit_rejects_bad_inputs_and_mappings(kwargs, match):
+    model = BioRNN(1, seed=0, n_inputs=1, **SMALL)
+    data = torch.zeros(8, 20, 6)
+    with pytest.raises(ValueError, match=match):
+        fit_circuit(model, data, data, [torch.ones(6, dtype=torch.bool)], dt=2.0, steps=1,
+                    progress=False, **kwargs)  # fmt: skip

@@ -118,3 +118,20 @@ def test_fit_circuit_reduces_the_loss_checkpoints_and_validates(tmp_path):
         fit_circuit(model, data["train"], data["test"], groups, dt=2.0, method="x")
     with pytest.raises(TypeError, match="project"):
         fit_circuit(torch.nn.Linear(2, 2), data["train"], data["test"], groups, dt=2.0)
+
+
+def test_matching_stays_within_conditions():
+    """Trials are matched only to trials with the same inputs: swapping the two conditions'
+    activity costs a loss that matching across conditions would not see."""
+    from pyro_circuits.svi.circuit_fit import matched_loss
+
+    g = torch.Generator().manual_seed(0)
+    dark, lit = torch.rand(4, 20, 3, generator=g) * 0.1, torch.rand(4, 20, 3, generator=g) + 1.0
+    data = torch.cat([dark, lit])
+    light = torch.zeros(8, 20, 1)
+    light[4:] = 1.0
+    features = TrialFeatures(data, [torch.ones(3, dtype=torch.bool)], dt=2.0)
+    swapped = torch.cat([lit, dark])
+    assert float(matched_loss(data, data, light, features, "hard", g)) == 0.0
+    assert float(trial_matching_loss(features(swapped), features(data))) == 0.0
+    assert float(matched_loss(swapped, data, light, features, "hard", g)) > 1.0
