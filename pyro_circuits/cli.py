@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import io
+import logging
+import os
+import statistics
 import sys
+import time
+import warnings
+from collections.abc import Callable
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import replace
 from pathlib import Path
 
+import pyro
+import torch
+
 from pyro_circuits.catalog import MODELS, BuiltinModel, resolve
 from pyro_circuits.checks import positive_int, writable_dir
-from pyro_circuits.epi import epi
+from pyro_circuits.epi import EPIConfig, EPIGuide, FlowConfig, epi
+from pyro_circuits.epi.fit import epi_loss
+from pyro_circuits.property import EmergentProperty
+from pyro_circuits.sites import CircuitProgram
 
-__all__ = ["main"]
+__all__ = ["about", "epi_estimate", "main", "simulation_estimate"]
 
 MODEL_HELP = "a built-in model name, or your own as package.module:callable"
 
@@ -72,6 +86,109 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Steps (after one warm-up) timed for the duration estimate printed before a run.
+PROBE_STEPS = 3
+
+
+def about(seconds: float) -> str:
+    """A duration as people read it.
+
+    Example:
+        >>> about(0.2), about(42.0), about(150.0), about(9000.0)
+        ('under 1 s', 'about 42 s', 'about 2.5 min', 'about 2.5 h')
+    """
+    if seconds < 1:
+        return "under 1 s"
+    if seconds < 60:
+        return f"about {seconds:.0f} s"
+    if seconds < 3600:
+        return f"about {seconds / 60:.2g} min"
+    return f"about {seconds / 3600:.2g} h"
+
+
+def _median_time(step: Callable[[], object], clock: Callable[[], float]) -> float:
+    """The median duration of ``PROBE_STEPS`` calls of ``step``, after one warm-up call."""
+    step()
+    times = []
+    for _ in range(PROBE_STEPS):
+        start = clock()
+        step()
+        times.append(clock() - start)
+    return statistics.median(times)
+
+
+def epi_estimate(
+    model,
+    prop: EmergentProperty,
+    flow: FlowConfig,
+    config: EPIConfig,
+    seeds: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> float:
+    """Seconds an EPI run of ``config`` takes over ``seeds`` seeds, from a few timed Adam steps
+    and test batches: epochs × (iterations × step + test_batches × test batch), plus the test
+    before the first epoch (the Gaussian initialisation, which simulates nothing, is left out).
+    With ``stop_early`` the run may end sooner. RNG states and Pyro's parameter store are left
+    as they were.
+    """
+    with pyro.get_param_store().scope(), torch.random.fork_rng():
+        program = CircuitProgram(model)
+        guide = EPIGuide(program, flow=flow, seed=0)
+        loss = epi_loss(prop, config, seed=0)
+        optimizer = torch.optim.Adam(guide.parameters(), lr=config.lr)
+
+        def adam_step():
+            optimizer.zero_grad()
+            loss(guide.model, guide).backward()
+            optimizer.step()
+
+        draws = {n: prior.sample((config.n_test,)) for n, prior in program.priors.items()}
+        step = _median_time(adam_step, clock)
+        test = _median_time(lambda: program.simulate(draws, check=False), clock)
+    per_epoch = config.iterations * step + config.test_batches * test
+    return seeds * (config.epochs * per_epoch + config.test_batches * test)
+
+
+def simulation_estimate(
+    model, simulations: int, clock: Callable[[], float] = time.perf_counter, batch: int = 100
+) -> float:
+    """Seconds ``simulations`` prior draws of ``model`` take to simulate, from a timed batch."""
+    with torch.random.fork_rng(), torch.no_grad():
+        program = CircuitProgram(model)
+        draws = {n: prior.sample((batch,)) for n, prior in program.priors.items()}
+        per_batch = _median_time(lambda: program.simulate(draws, check=False), clock)
+    return simulations / batch * per_batch
+
+
+class _NotFromSbi(logging.Filter):
+    """Drops records that sbi's modules log through the root logger (``logging.warning``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return f"{os.sep}sbi{os.sep}" not in record.pathname
+
+
+@contextmanager
+def _quiet_sbi(quiet: bool):
+    """Under ``--quiet``, nothing sbi says reaches the terminal, so it cannot break the tables:
+    its loggers and warnings are silenced and its ``print`` lines (the round's loss, the
+    "Epochs trained" counter left without a newline) are swallowed with the run's stdout. The
+    package's own warnings still show on stderr."""
+    if not quiet:
+        yield
+        return
+    logger, root, drop = logging.getLogger("sbi"), logging.getLogger(), _NotFromSbi()
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    root.addFilter(drop)
+    try:
+        with warnings.catch_warnings(), redirect_stdout(io.StringIO()):
+            warnings.filterwarnings("ignore", module=r"sbi(\.|$)")
+            yield
+    finally:
+        logger.setLevel(level)
+        root.removeFilter(drop)
+
+
 def _run_epi(args: argparse.Namespace, entry: BuiltinModel) -> int:
     from pyro_circuits.reports import write_epi_report
 
@@ -89,8 +206,12 @@ def _run_epi(args: argparse.Namespace, entry: BuiltinModel) -> int:
     prop = entry.property()
     writable_dir("--out", args.out)  # before the run, not after it
     print(f"EPI on {args.model} for {prop}")
+    model = entry.build(args.n)
+    seconds = epi_estimate(model, prop, entry.flow, config, len(args.seed))
+    limit = ", or sooner: it stops at the first converged epoch" if config.stop_early else ""
+    print(f"estimated duration: {about(seconds)}{limit}", flush=True)
     result = epi(
-        entry.build(args.n),
+        model,
         prop,
         flow=entry.flow,
         config=config,
@@ -119,17 +240,24 @@ def _run_compare(args: argparse.Namespace, entry: BuiltinModel) -> int:
     writable_dir("--out", args.out)  # before the runs, not after them
     print(f"comparing {', '.join(args.methods)} on {args.model} for {prop}")
     options = {"epi": {"config": replace(entry.config, stop_early=True), "flow": entry.flow}}
-    table, _ = compare(
-        entry.build(args.n),
-        prop,
-        args.methods,
-        budget=args.budget,
-        seeds=args.seeds,
-        options=options,
-        draws=args.draws,
-        out=args.out,
-        progress=not args.quiet,
+    model = entry.build(args.n)
+    runs = len(args.methods) * len(args.seeds)
+    seconds = simulation_estimate(model, args.budget * runs)
+    print(
+        f"estimated duration: {about(seconds)} of simulation for {runs} run(s); training adds to it"
     )
+    with _quiet_sbi(args.quiet):
+        table, _ = compare(
+            model,
+            prop,
+            args.methods,
+            budget=args.budget,
+            seeds=args.seeds,
+            options=options,
+            draws=args.draws,
+            out=args.out,
+            progress=not args.quiet,
+        )
     columns = ["method", "seed", "converged", "distance", "moment_test", "wall_time", "simulations"]
     print(markdown_table(table[columns]))
     print(f"wrote {args.out}/comparison.csv, comparison.md, pairs.png, predictive.png, *.nc")

@@ -1,11 +1,14 @@
 """The pyro-circuits command: built-in and user models, epi and compare."""
 
+import logging
 import subprocess
 import sys
+import warnings
 
 import pytest
+import torch
 
-from pyro_circuits.cli import main
+from pyro_circuits.cli import about, epi_estimate, main, simulation_estimate
 
 
 def test_compare_subcommand_writes_the_table_and_plots(tmp_path, capsys):
@@ -90,6 +93,7 @@ def test_epi_runs_a_model_from_a_users_own_module(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "rate_e" in done.stdout  # the constraint table of the user's statistic
+    assert "estimated duration: " in done.stdout
     assert {"inference_data.nc", "constraints.csv", "pairs.png"} <= {p.name for p in out.iterdir()}
 
 
@@ -112,3 +116,95 @@ def test_unknown_or_malformed_model_names_are_clear_errors(capsys):
         with pytest.raises(SystemExit):
             main(["epi", name])
         assert message in capsys.readouterr().err
+
+
+class _Clock:
+    """A fake clock that advances ``tick`` seconds each time it is read."""
+
+    def __init__(self, tick):
+        self.now, self.tick = 0.0, tick
+
+    def __call__(self):
+        self.now += self.tick
+        return self.now
+
+
+def test_epi_estimate_is_steps_and_test_batches_times_their_timed_cost():
+    from pyro_circuits.epi import EPIConfig, FlowConfig
+    from pyro_circuits.models import LDS2D
+
+    config = EPIConfig(batch_size=20, epochs=3, iterations=7, test_batches=5, init_iterations=0)
+    state = torch.get_rng_state()
+    seconds = epi_estimate(
+        LDS2D(), LDS2D.oscillation(), FlowConfig(units=8), config, seeds=2, clock=_Clock(0.5)
+    )
+    # Every timed call reads 0.5 s: 2 seeds × (3 epochs × (7 steps + 5 test batches) + 5 tests).
+    assert seconds == pytest.approx(2 * (3 * (7 + 5) + 5) * 0.5)
+    assert torch.equal(torch.get_rng_state(), state)  # the run's randomness is untouched
+
+
+def test_simulation_estimate_scales_the_timed_batch_to_the_budget():
+    from pyro_circuits.models import LDS2D
+
+    state = torch.get_rng_state()
+    seconds = simulation_estimate(LDS2D(), 3000, clock=_Clock(0.25), batch=100)
+    assert seconds == pytest.approx(30 * 0.25)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_durations_read_in_the_unit_that_suits_them():
+    assert [about(s) for s in (0.4, 59.0, 61.0, 7200.0)] == [
+        "under 1 s",
+        "about 59 s",
+        "about 1 min",
+        "about 2 h",
+    ]
+
+
+def test_epi_command_prints_an_estimate_before_the_run(tmp_path, capsys, monkeypatch):
+    _user_package(tmp_path)  # its tiny EPI settings keep the run short
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    argv = ["epi", "mypkg.circuits:wilson_cowan", "--out", str(tmp_path / "out"), "--quiet"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("estimated duration: ")
+    assert lines[2].startswith("converged: ")  # the estimate came before the run's summary
+
+
+def _chatty_compare(model, prop, methods, **kwargs):
+    """A comparison during which sbi's own code speaks as it does in a run: its epoch counter
+    (a print without a newline), a root-logger warning and a warning from an sbi module."""
+    import pandas as pd
+    from sbi.inference.trainers.base import NeuralInference
+    from sbi.utils.sbiutils import clamp_and_warn
+
+    NeuralInference._maybe_show_progress(True, 3)
+    clamp_and_warn("quantile", 2.0, 0.0, 1.0)
+    warnings.warn_explicit("sbi says", UserWarning, "sbi/inference/x.py", 1, module="sbi.inference")
+    row = dict.fromkeys(["converged", "distance", "moment_test", "wall_time", "simulations"], 1)
+    return pd.DataFrame([{"method": m, "seed": 0, **row} for m in methods]), {}
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_quiet_compare_table_has_no_sbi_lines(
+    quiet, tmp_path, capsys, caplog, recwarn, monkeypatch
+):
+    # The module, not the function of the same name that the package exports.
+    monkeypatch.setattr(sys.modules["pyro_circuits.compare"], "compare", _chatty_compare)
+    argv = ["compare", "lds2d", "--methods", "npe", "smcabc", "--out", str(tmp_path)]
+    assert main(argv + ["--quiet"] * quiet) == 0
+    lines = (out := capsys.readouterr().out).splitlines()
+    logged = any("clamped" in record.getMessage() for record in caplog.records)
+    warned = any("sbi says" in str(w.message) for w in recwarn)
+    said = ("Epochs trained" in out, logged, warned)
+    assert said == ((False,) * 3 if quiet else (True,) * 3)  # without --quiet sbi does speak
+    if quiet:  # the table's lines whole and together (sbi's counter has no newline)
+        table = [i for i, line in enumerate(lines) if line.startswith("| method |")]
+        assert len(table) == 1
+        assert lines[table[0] + 2 : table[0] + 4] == [
+            "| npe | 0 | 1 | 1 | 1 | 1 | 1 |",
+            "| smcabc | 0 | 1 | 1 | 1 | 1 | 1 |",
+        ]
+    assert logging.getLogger("sbi").level == logging.NOTSET  # restored after the run
+    assert not logging.getLogger().filters

@@ -11,14 +11,14 @@ PACKAGE = ROOT / "pyro_circuits"
 #: Layers, lowest first. A module may import a lower layer, and its own layer where that layer
 #: is one unit (the ground floor, the top floor) or within its own unit (a method's subpackage).
 LAYERS = [
-    ("checks", "property", "sites", "space"),
+    ("checks", "parallel", "property", "sites", "space"),
     ("handlers",),
     ("datasets", "metrics"),
     ("models",),
     ("guides",),
     ("results", "diagnostics"),
     ("epi", "sbi", "svi", "baselines"),
-    ("catalog", "compare", "reports", "plots", "cli"),
+    ("catalog", "compare", "reports", "plots", "cli", "tune"),
 ]
 SHARED_FLOORS = {0, 5, len(LAYERS) - 1}
 #: Models import only the ground floor and the handlers (DESIGN.md).

@@ -22,7 +22,12 @@ from benchmarks.report import (
     epi,
     lfads,
     one_off,
+    readme,
+    scaleout,
+    stitching,
     studies,
+    tune,
+    v1_sssn,
 )
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -30,15 +35,20 @@ DOC = ROOT / "docs" / "benchmarks.md"
 #: Product benchmarks, in the document's order: (benchmark, renderer).
 PRODUCT: list[tuple[str, Callable[[list[dict]], str]]] = [
     ("circuits_epi", circuits.render),
+    ("v1_sssn", v1_sssn.render),
     ("compare_circuits", compare_circuits.render),
     ("compare_rank2", compare_rank2.render),
     ("epi_rank2", epi.render_rank2),
     ("epi_lds2d", epi.render_lds2d),
     ("demo", demo.render),
+    ("readme_example", readme.render),
     ("lfads_synthetic", lfads.render),
     ("calcium_synthetic", calcium.render),
     ("biornn_perturbation", biornn.render),
     ("allen_opto", allen_opto.render),
+    ("stitching", stitching.render),
+    ("scaleout", scaleout.render),
+    ("tune_lfads", tune.render),
     ("one_off", one_off.render),
 ]
 #: Studies (``benchmarks/studies/``): one question each.
