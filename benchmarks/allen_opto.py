@@ -57,6 +57,7 @@ BIORNN_MODEL = dict(n_inh=32, dt=10.0, stim_step=0, stim_duration=0.0, n_inputs=
 BIORNN_TRAIN = dict(batch_size=32, lr=3e-3, patience=30)
 BIORNN_LIGHT_GAIN = 0.2  # initial per-neuron light gains ~ U(0, 0.2)
 BIORNN_SIMULATIONS = 300  # simulated trials per predicted condition
+SHARED_CORES = "Measured on 2 CPU cores shared with several other jobs (training time inflated)."
 
 
 def split_data(split: str, seed: int = 0):
@@ -331,7 +332,7 @@ def main(argv=None) -> None:
         steps=args.steps,
     )
     if args.model == "biornn":
-        return _write_biornn(args, scores, start)
+        return _write_split(args, scores, start)
     if args.figure_data is not None:
         np.savez_compressed(
             args.figure_data,
@@ -343,32 +344,7 @@ def main(argv=None) -> None:
             **{f"{k}_sham": v[1].numpy() for k, v in predictions.items()},
         )
         plot(args.figure_data, FIGURES / f"real_data_{args.split}.png")
-    metrics = {
-        name: {k: v for k, v in s.items() if k != "significant"} for name, s in scores.items()
-    }
-    metrics["total_seconds"] = time.perf_counter() - start
-    write_record(
-        BENCHMARK,
-        args.split,
-        _command(args),
-        configuration={
-            "split": SPLITS[args.split],
-            "seed": args.seed,
-            "lfads_model": LFADS_MODEL,
-            "lfads_guide": LFADS_GUIDE,
-            "lfads_train": {
-                **LFADS_TRAIN,
-                "max_epochs": args.max_epochs,
-                "max_time": args.max_time,
-            },
-            "glm": {"n_basis": 8, "span_bins": 30, "alpha": 1e-2, "sham_sigma_bins": 2},
-            "scores": {"window_bins": [50, 150], "rebin": 5, "p_value": 1e-3},
-            "threads": args.threads,
-        },
-        metrics=metrics,
-    )
-    for name, s in metrics.items():
-        print(name, s)
+    _write_split(args, scores, start)
 
 
 def _command(args) -> str:
@@ -381,29 +357,40 @@ def _command(args) -> str:
     return command("benchmarks.allen_opto", *options, "--seed", args.seed)
 
 
-def _write_biornn(args, scores, start) -> None:
+def _write_split(args, scores, start) -> None:
+    """The record of a perturbation split: ``<split>`` for LFADS, ``<split>/bioRNN``."""
     metrics = {
         name: {k: v for k, v in s.items() if k != "significant"} for name, s in scores.items()
     }
     metrics["total_seconds"] = time.perf_counter() - start
-    write_record(
-        BENCHMARK,
-        f"{args.split}/bioRNN",
-        _command(args),
-        configuration={
-            "split": SPLITS[args.split],
-            "seed": args.seed,
+    if args.model == "biornn":
+        variant, notes = f"{args.split}/bioRNN", SHARED_CORES
+        model = {
             "biornn_model": {**BIORNN_MODEL, "n_areas": 1, "n_exc": "one per recorded unit"},
             "biornn_train": {**BIORNN_TRAIN, "steps": args.steps},
             "light_gain_init": BIORNN_LIGHT_GAIN,
             "simulations_per_condition": BIORNN_SIMULATIONS,
-            "glm": {"n_basis": 8, "span_bins": 30, "alpha": 1e-2, "sham_sigma_bins": 2},
-            "scores": {"window_bins": [50, 150], "rebin": 5, "p_value": 1e-3},
-            "threads": args.threads,
-        },
-        metrics=metrics,
-        notes="Measured on 2 CPU cores shared with several other jobs (training time inflated).",
-    )
+        }
+    else:
+        variant, notes = args.split, None
+        model = {
+            "lfads_model": LFADS_MODEL,
+            "lfads_guide": LFADS_GUIDE,
+            "lfads_train": {
+                **LFADS_TRAIN,
+                "max_epochs": args.max_epochs,
+                "max_time": args.max_time,
+            },
+        }
+    configuration = {
+        "split": SPLITS[args.split],
+        "seed": args.seed,
+        **model,
+        "glm": {"n_basis": 8, "span_bins": 30, "alpha": 1e-2, "sham_sigma_bins": 2},
+        "scores": {"window_bins": [50, 150], "rebin": 5, "p_value": 1e-3},
+        "threads": args.threads,
+    }
+    write_record(BENCHMARK, variant, _command(args), configuration, metrics, notes=notes)
     for name, s in metrics.items():
         print(name, s)
 

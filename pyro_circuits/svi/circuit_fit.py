@@ -81,10 +81,10 @@ def conditions_of(inputs: torch.Tensor | None, n_trials: int) -> list[torch.Tens
     if inputs is None:
         return [torch.arange(n_trials)]
     _, label = torch.unique(inputs.reshape(n_trials, -1), dim=0, return_inverse=True)
-    first = {}
-    for i, c in enumerate(label.tolist()):
-        first.setdefault(c, []).append(i)
-    return [torch.tensor(idx) for idx in first.values()]
+    trials = torch.arange(n_trials, device=label.device)
+    first = torch.full((int(label.max()) + 1,), n_trials, device=label.device)
+    first = first.scatter_reduce(0, label, trials, "amin")
+    return [(label == c).nonzero().flatten() for c in first.argsort()]
 
 
 def simulate_like(model, n_trials: int, inputs, recorded) -> torch.Tensor:
@@ -94,15 +94,15 @@ def simulate_like(model, n_trials: int, inputs, recorded) -> torch.Tensor:
     return sim if recorded is None else sim[..., recorded]
 
 
-def matched_loss(sim, data, inputs, features: TrialFeatures, method: str, generator):
-    """Trial matching within each condition (trials with identical inputs), the conditions'
-    losses weighted by their share of the trials; without inputs, of all trials at once."""
-    if inputs is None:
+def matched_loss(sim, data, groups, features: TrialFeatures, method: str, generator):
+    """Trial matching within each group of trials (a condition: identical inputs), the groups'
+    losses weighted by their share of the trials; with ``groups=None``, of all trials at once."""
+    if groups is None:
         return trial_matching_loss(
             features(sim), features(data), method=method, generator=generator
         )
     total = sim.new_zeros(())
-    for idx in conditions_of(inputs, len(data)):
+    for idx in groups:
         loss = trial_matching_loss(
             features(sim[idx]), features(data[idx]), method=method, generator=generator
         )
@@ -119,6 +119,7 @@ class _TestLoss:
     ) -> None:
         self.test, self.features, self.seed, self.n = test, features, seed, n
         self.test_inputs, self.recorded = inputs, recorded
+        self.groups = conditions_of(inputs, len(test))  # fixed: computed once
         # what the loop's checkpoint fingerprint reads of a validation
         self.counts, self.inputs, self.sites, self.batch_size = test, None, ("trial_matching",), n
         self.generator = torch.Generator()
@@ -133,7 +134,8 @@ class _TestLoss:
             sim = simulate_like(model, n, inputs, self.recorded)
         pyro.util.set_rng_state(rng)
         self.generator.manual_seed(self.seed)  # the same subsample of test trials every epoch
-        return float(matched_loss(sim, self.test, inputs, self.features, "hard", self.generator))
+        groups = None if inputs is None else self.groups
+        return float(matched_loss(sim, self.test, groups, self.features, "hard", self.generator))
 
 
 class TrialMatchingLoop(Loop):
@@ -171,15 +173,16 @@ class TrialMatchingLoop(Loop):
     def loss(self, counts, inputs=None, **kwargs) -> torch.Tensor:
         sim = simulate_like(self.model, len(counts), inputs, self.recorded)
         for_trials, for_psth = self.guide(sim)
+        groups = None if inputs is None else conditions_of(inputs, len(counts))
         total = sim.new_zeros(())
         if self.trial_matching:
             total = total + matched_loss(
-                for_trials, counts, inputs, self.features, self.method, self._generator
+                for_trials, counts, groups, self.features, self.method, self._generator
             )
-        if self.psth and inputs is None:
+        if self.psth and groups is None:
             total = total + psth_loss(for_psth, self._data_psth[None], self.dt)
         elif self.psth:
-            for idx in conditions_of(inputs, len(counts)):
+            for idx in groups:
                 target = self._data_psth[_key(inputs, idx[0])]
                 total = total + psth_loss(for_psth[idx], target, self.dt) * len(idx) / len(counts)
         if not torch.isfinite(total):

@@ -123,7 +123,7 @@ def test_fit_circuit_reduces_the_loss_checkpoints_and_validates(tmp_path):
 def test_matching_stays_within_conditions():
     """Trials are matched only to trials with the same inputs: swapping the two conditions'
     activity costs a loss that matching across conditions would not see."""
-    from pyro_circuits.svi.circuit_fit import matched_loss
+    from pyro_circuits.svi.circuit_fit import conditions_of, matched_loss
 
     g = torch.Generator().manual_seed(0)
     dark, lit = torch.rand(4, 20, 3, generator=g) * 0.1, torch.rand(4, 20, 3, generator=g) + 1.0
@@ -132,6 +132,6 @@ def test_matching_stays_within_conditions():
     light[4:] = 1.0
     features = TrialFeatures(data, [torch.ones(3, dtype=torch.bool)], dt=2.0)
     swapped = torch.cat([lit, dark])
-    assert float(matched_loss(data, data, light, features, "hard", g)) == 0.0
+    assert float(matched_loss(data, data, conditions_of(light, 8), features, "hard", g)) == 0.0
     assert float(trial_matching_loss(features(swapped), features(data))) == 0.0
-    assert float(matched_loss(swapped, data, light, features, "hard", g)) > 1.0
+    assert float(matched_loss(swapped, data, conditions_of(light, 8), features, "hard", g)) > 1.0
