@@ -23,6 +23,7 @@ import torch
 from pyro import poutine
 
 from pyro_circuits.checks import check_counts, positive_int
+from pyro_circuits.datasets.conditions import conditions_of
 from pyro_circuits.metrics import bits_per_spike
 
 __all__ = [
@@ -81,9 +82,7 @@ def simulated_rates(
     """
     positive_int("simulations", simulations)
     rates = torch.empty(*light.shape[:2], n_units)
-    _, condition = torch.unique(light.reshape(len(light), -1), dim=0, return_inverse=True)
-    for c in condition.unique():
-        idx = (condition == c).nonzero().flatten()
+    for idx in conditions_of(light, len(light)):
         command = light[idx[:1]].expand(simulations, -1, -1)
         with torch.no_grad():
             spikes = model.simulate(simulations, seed=seed, inputs=command)[..., :n_units]

@@ -5,6 +5,7 @@ shipped Allen Brain Observatory optotagging session (:func:`allen_pv_opto`) and 
 
 from pyro_circuits.checks import check_counts
 from pyro_circuits.datasets.allen import allen_opto_split, allen_pv_opto, allen_pv_opto_trials
+from pyro_circuits.datasets.conditions import conditions_of
 from pyro_circuits.datasets.nwb import read_fit, read_nlb, read_nwb, write_nwb
 from pyro_circuits.datasets.sessions import Sessions
 from pyro_circuits.datasets.spike_data import SpikeData
@@ -18,6 +19,7 @@ __all__ = [
     "allen_pv_opto_trials",
     "chaotic_rnn",
     "check_counts",
+    "conditions_of",
     "linear_dynamical",
     "lorenz",
     "lorenz_sessions",

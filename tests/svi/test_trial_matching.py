@@ -123,7 +123,8 @@ def test_fit_circuit_reduces_the_loss_checkpoints_and_validates(tmp_path):
 def test_matching_stays_within_conditions():
     """Trials are matched only to trials with the same inputs: swapping the two conditions'
     activity costs a loss that matching across conditions would not see."""
-    from pyro_circuits.svi.circuit_fit import conditions_of, matched_loss
+    from pyro_circuits.datasets import conditions_of
+    from pyro_circuits.svi.circuit_fit import matched_loss
 
     g = torch.Generator().manual_seed(0)
     dark, lit = torch.rand(4, 20, 3, generator=g) * 0.1, torch.rand(4, 20, 3, generator=g) + 1.0
