@@ -11,6 +11,8 @@ This module is the ground floor: it imports nothing from the package.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import difflib
 import math
 import numbers
@@ -30,12 +32,15 @@ __all__ = [
     "name_in",
     "names_in",
     "nonnegative_int",
+    "on_device",
     "positive_float",
     "positive_int",
     "probability",
     "real",
     "require_positive_ints",
     "seed_int",
+    "to_device",
+    "torch_device",
     "writable_dir",
 ]
 
@@ -372,3 +377,85 @@ def writable_dir(name: str, path) -> Path:
     except OSError as error:
         raise ValueError(f"{name} {str(path)!r} is not a writable folder: {error}") from None
     return path
+
+
+def torch_device(name: str, value) -> torch.device:
+    """``value`` (a name such as ``"cpu"``, ``"cuda"`` or ``"cuda:1"``, or a ``torch.device``)
+    as a ``torch.device`` that can hold tensors on this machine, checked before any work: a
+    name torch does not know is a ValueError naming the argument, and so is ``cuda`` where CUDA
+    is not available (or a CUDA index past the last device), ``meta`` (which holds no values)
+    and any other device type that cannot allocate a tensor here.
+
+    Example:
+        >>> torch_device("device", "cpu")
+        device(type='cpu')
+        >>> torch_device("device", "gpu0")
+        Traceback (most recent call last):
+        ...
+        ValueError: device must name a torch device such as 'cpu' or 'cuda:0', got 'gpu0'
+    """
+    if not isinstance(value, str | torch.device):
+        raise TypeError(f"{name} must be a device name or a torch.device, got {value!r}")
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(
+            f"{name} must name a torch device such as 'cpu' or 'cuda:0', got {value!r}"
+        ) from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"{name} is {value!r} but CUDA is not available on this machine "
+                f"(torch {torch.__version__}, torch.cuda.is_available() is False); use 'cpu'"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"{name} is {value!r} but this machine has {torch.cuda.device_count()} CUDA "
+                "device(s)"
+            )
+        return device
+    if device.type == "meta":
+        raise ValueError(f"{name} is {value!r}: meta tensors hold no values to compute with")
+    try:
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        raise ValueError(f"{name} is {value!r} but it is not available here: {error}") from None
+    return device
+
+
+def on_device(device: torch.device) -> contextlib.AbstractContextManager:
+    """``with on_device(device):`` makes ``device`` the default of torch's factory functions
+    (``torch.zeros``, ``torch.tensor``, ``torch.as_tensor``, …) inside, so a Pyro program that
+    builds its priors and constants at call time builds them there; on the CPU it does nothing
+    (the context costs Python time on every torch operation).
+
+    Example:
+        >>> with on_device(torch.device("cpu")):
+        ...     torch.zeros(2).device
+        device(type='cpu')
+    """
+    return contextlib.nullcontext() if device.type == "cpu" else device
+
+
+def to_device(value, device: torch.device):
+    """``value`` with every tensor in it on ``device``: a tensor moved, a ``torch.nn.Module``
+    copied and the copy moved (the caller's module is left where it is), tuples, lists and
+    dicts rebuilt around their moved items, anything else returned as it is.
+
+    Example:
+        >>> moved = to_device((torch.ones(2), {"k": [torch.zeros(1)]}, "name"), torch.device("cpu"))
+        >>> [type(part).__name__ for part in moved]
+        ['Tensor', 'dict', 'str']
+    """
+    if torch.is_tensor(value):
+        return value.to(device)
+    if isinstance(value, torch.nn.Module):
+        return copy.deepcopy(value).to(device)
+    if isinstance(value, tuple | list):
+        items = [to_device(item, device) for item in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, dict):
+        return {key: to_device(item, device) for key, item in value.items()}
+    return value

@@ -19,7 +19,7 @@ import pyro
 import torch
 
 from pyro_circuits.catalog import MODELS, BuiltinModel, resolve
-from pyro_circuits.checks import positive_int, writable_dir
+from pyro_circuits.checks import positive_int, torch_device, writable_dir
 from pyro_circuits.epi import EPIConfig, EPIGuide, FlowConfig, epi
 from pyro_circuits.epi.fit import epi_loss
 from pyro_circuits.property import EmergentProperty
@@ -48,6 +48,9 @@ def _model_command(commands, name: str, help: str, out: str) -> argparse.Argumen
     )
     command.add_argument("--out", type=Path, default=Path(out), help="output folder")
     command.add_argument("--quiet", action="store_true", help="no progress bars")
+    command.add_argument(
+        "--device", default="cpu", help="torch device of the runs: cpu (default), cuda, cuda:1"
+    )
     command.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return command
 
@@ -204,6 +207,7 @@ def _run_epi(args: argparse.Namespace, entry: BuiltinModel) -> int:
     }
     config = replace(entry.config, **overrides)  # EPIConfig checks the values
     prop = entry.property()
+    device = torch_device("--device", args.device)
     writable_dir("--out", args.out)  # before the run, not after it
     print(f"EPI on {args.model} for {prop}")
     model = entry.build(args.n)
@@ -217,6 +221,7 @@ def _run_epi(args: argparse.Namespace, entry: BuiltinModel) -> int:
         config=config,
         seed=args.seed,
         progress=not args.quiet,
+        device=device,
     )
     paths = write_epi_report(result, args.out)
     if result.stopped is not None:
@@ -237,6 +242,7 @@ def _run_compare(args: argparse.Namespace, entry: BuiltinModel) -> int:
     prop = entry.property()
     for name in ("budget", "draws"):
         positive_int(f"--{name}", getattr(args, name))
+    device = torch_device("--device", args.device)
     writable_dir("--out", args.out)  # before the runs, not after them
     print(f"comparing {', '.join(args.methods)} on {args.model} for {prop}")
     options = {"epi": {"config": replace(entry.config, stop_early=True), "flow": entry.flow}}
@@ -257,6 +263,7 @@ def _run_compare(args: argparse.Namespace, entry: BuiltinModel) -> int:
             draws=args.draws,
             out=args.out,
             progress=not args.quiet,
+            device=device,
         )
     columns = ["method", "seed", "converged", "distance", "moment_test", "wall_time", "simulations"]
     print(markdown_table(table[columns]))

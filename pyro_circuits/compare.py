@@ -25,6 +25,7 @@ from pyro_circuits.checks import (
     positive_float,
     positive_int,
     seed_int,
+    torch_device,
     writable_dir,
 )
 from pyro_circuits.epi import EPIConfig, EPIResult, epi
@@ -162,6 +163,7 @@ def compare(
     out: str | Path | None = None,
     executor: Executor | None = None,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> tuple[pd.DataFrame, dict[str, az.InferenceData]]:
     """Run each method on the same model and property, once per seed.
 
@@ -186,6 +188,10 @@ def compare(
             inside one run go to an executor of their own through ``options``, e.g.
             ``{"npe": {"executor": ...}}``.
         progress: progress bars.
+        device: the ``device`` of every run (``"cpu"``, ``"cuda"``, …; see
+            :func:`~pyro_circuits.epi.epi`, :func:`~pyro_circuits.sbi.NPE` and
+            :func:`~pyro_circuits.sbi.SMCABC`), checked before any run; a ``device`` in
+            ``options`` overrides it for that method.
 
     Returns:
         The table (one row per method × seed: ``converged``, ``distance``, ``moment_test``,
@@ -223,8 +229,9 @@ def compare(
     if out is not None:
         out = writable_dir("out", out)  # checked before the runs, not after them
     check_executor(executor)
+    device = torch_device("device", device)
     options = {key: dict(value) for key, value in dict(options or {}).items()}
-    shared = options.pop("all", {})
+    shared = {"device": device, **options.pop("all", {})}
     summary = {"threshold": threshold, "draws": draws, "moment_batches": moment_batches}
     run = partial(_run_one, model, prop, budget, progress and executor is None, shared, options,
                   summary)  # fmt: skip

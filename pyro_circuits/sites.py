@@ -28,7 +28,7 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from pyro.poutine.util import site_is_subsample
 
-from pyro_circuits.checks import seed_int
+from pyro_circuits.checks import on_device, seed_int, to_device
 
 __all__ = ["CircuitProgram", "LocalPyroModule", "SimulationError", "noise"]
 
@@ -191,6 +191,24 @@ class CircuitProgram:
             default=0,
         )
 
+    def on(self, device: torch.device) -> CircuitProgram:
+        """This program resolved again on ``device``: its model traced under
+        ``with torch.device(device)`` (so its priors live there), its tensor arguments moved and
+        a model that is a ``torch.nn.Module`` copied and moved; on the CPU, this program itself.
+
+        Example:
+            >>> def model():
+            ...     pyro.deterministic("f", pyro.sample("x", dist.Uniform(0.0, 1.0)))
+            >>> program = CircuitProgram(model)
+            >>> program.on(torch.device("cpu")) is program
+            True
+        """
+        if device.type == "cpu":
+            return self
+        with on_device(device), torch.no_grad():
+            parts = (self.model, self.params, self.args, self.kwargs)
+            return CircuitProgram(*to_device(parts, device))
+
     def require_statistics(self) -> None:
         """Raise a clear error when the model declares no ``pyro.deterministic`` statistics."""
         if not self.statistics:
@@ -217,11 +235,19 @@ class CircuitProgram:
         With ``check=True`` a NaN or inf statistic raises :class:`SimulationError` naming the
         parameter values that produced it.
         """
-        n = self._batch_size(values)
         trace = self.trace(values)
+        found = {name: trace.nodes[name]["value"] for name in self.statistics}
+        return self.collect_statistics(found, values, check=check)
+
+    def collect_statistics(
+        self, found: dict[str, torch.Tensor], values: dict[str, torch.Tensor], *, check: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """The statistic sites' values ``found`` in one run of the model on ``values``, each as
+        ``(n, *shape)``; with ``check=True`` a NaN or inf raises :class:`SimulationError`."""
+        n = self._batch_size(values)
         stats = {}
         for name in self.statistics:
-            value = trace.nodes[name]["value"]
+            value = found[name]
             shape = self.statistic_shapes[name]
             if value.numel() != n * shape.numel():
                 raise ValueError(

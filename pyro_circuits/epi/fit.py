@@ -20,12 +20,14 @@ from tqdm.auto import tqdm
 from pyro_circuits.checks import (
     int_in_range,
     nonnegative_int,
+    on_device,
     positive_float,
     positive_int,
     probability,
     real,
     require_positive_ints,
     seed_int,
+    torch_device,
 )
 from pyro_circuits.epi.attainable import warn_unreachable
 from pyro_circuits.epi.flow import FlowConfig
@@ -184,6 +186,7 @@ def epi(
     seed: int | Sequence[int] = 0,
     executor: Executor | None = None,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> EPIResult:
     """Emergent property inference: the maximum-entropy distribution of circuit parameters
     whose statistics have the property's means and variances (Bittner et al., eLife 2021).
@@ -220,6 +223,12 @@ def epi(
             ``concurrent.futures.Executor`` (:mod:`pyro_circuits.parallel`), which runs them in
             parallel with the same results per seed; the model must then be picklable.
         progress: show a tqdm progress bar (with an executor: of the seeds done).
+        device: where each run trains (``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a
+            ``torch.device``; on an executor, each worker's run): the flow, the model's
+            simulations and the loss all run there, the model resolved under
+            ``with torch.device(device)`` (see ``docs/scaling.md``); the result is returned on
+            the CPU. Checked first: ``cuda`` without CUDA is a ValueError. The CUDA path has
+            not yet been run on a GPU.
 
     Example:
         >>> from pyro_circuits.models import LDS2D
@@ -233,6 +242,7 @@ def epi(
     _check_epi_arguments(
         model, prop, params, model_args, model_kwargs, flow, config, init, progress
     )
+    device = torch_device("device", device)
     seeds = _seeds(seed)
     check_executor(executor)
     program = CircuitProgram(model, params, tuple(model_args), dict(model_kwargs or {}))
@@ -254,7 +264,8 @@ def epi(
         )
     check_picklable("the model", program, executor)
     warn_unreachable(program, prop, init, seed=seeds[0])  # warns on targets out of reach
-    fit = partial(_fit, program, prop, flow, config, init, progress=progress and executor is None)
+    local = progress and executor is None
+    fit = partial(_fit, program, prop, flow, config, init, progress=local, device=device)
     results = parallel_map(
         fit, seeds, executor=executor, desc="EPI seeds", progress=progress and executor is not None
     )
@@ -310,15 +321,32 @@ def _fit(
     init: Normal,
     seed: int,
     progress: bool,
+    device: torch.device,
 ) -> EPIResult:
-    """One seeded EPI run: initialisation, then epochs of Adam steps and end-of-epoch tests."""
-    with pyro.get_param_store().scope():  # a model's pyro.param values stay in this run
-        return _fit_in_scope(program, prop, flow_config, config, init, seed, progress)
+    """One seeded EPI run: initialisation, then epochs of Adam steps and end-of-epoch tests,
+    on ``device`` (the default device of the run, where the guide is moved and the model
+    runs); its result is on the CPU, bound to ``program``."""
+    init = Normal(init.loc.to(device), init.scale.to(device))
+    with pyro.get_param_store().scope(), on_device(device):  # pyro.param values stay here
+        result = _fit_in_scope(program, prop, flow_config, config, init, seed, progress)
+    if device.type != "cpu":
+        result.guide.to_device("cpu", program)
+    return result
+
+
+def _guide(program: CircuitProgram, flow_config: FlowConfig, seed: int) -> EPIGuide:
+    """The run's guide: its flow initialised on the CPU from the global random state and
+    ``seed`` (the same start on every device), then moved to torch's default device (the run's
+    device) with the model resolved there."""
+    device = torch.get_default_device()
+    with torch.device("cpu"):
+        guide = EPIGuide(program, flow=flow_config, generator=torch.Generator().manual_seed(seed))
+    return guide if device.type == "cpu" else guide.to_device(device)
 
 
 def _fit_in_scope(program, prop, flow_config, config, init, seed, progress) -> EPIResult:
     pyro.set_rng_seed(seed)
-    guide = EPIGuide(program, flow=flow_config, generator=torch.Generator().manual_seed(seed))
+    guide = _guide(program, flow_config, seed)
     loss = epi_loss(prop, config, seed)
     record = _Record(prop, seed)
     total = config.init_iterations + config.epochs * config.iterations

@@ -8,6 +8,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from pyro_circuits.checks import torch_device
 from pyro_circuits.epi.flow import FlowConfig, SupportedFlow
 from pyro_circuits.sites import CircuitProgram, LocalPyroModule
 from pyro_circuits.space import ParameterSpace
@@ -90,6 +91,33 @@ class EPIGuide(LocalPyroModule):
     def params(self) -> list[str]:
         """The parameter sites, in the flow's coordinate order."""
         return list(self.space.names)
+
+    def to_device(self, device, program: CircuitProgram | None = None) -> EPIGuide:
+        """This guide, moved in place to ``device`` (a name or ``torch.device``) and returned.
+
+        The flow's parameters and buffers move, and the guide is bound to the model resolved
+        there: ``program`` when given (the same model and parameter sites, its priors on
+        ``device``), else the guide's model resolved again under ``with torch.device(device)``
+        with its tensor arguments moved (a model that is a ``torch.nn.Module`` is copied and the
+        copy moved), so that the supports' maps and the model's priors live on ``device`` too.
+
+        Example:
+            >>> from pyro_circuits.models import LDS2D
+            >>> guide = EPIGuide(LDS2D(), flow=FlowConfig(units=8), seed=0).to_device("cpu")
+            >>> guide.rsample_and_log_prob(2)[0].device
+            device(type='cpu')
+        """
+        device = torch_device("device", device)
+        if program is None:
+            program = self.program.on(device)
+        elif list(program.params) != self.params:
+            raise ValueError(
+                f"program has the parameter sites {program.params}; the guide has {self.params}"
+            )
+        self.to(device)
+        self.program, self.space = program, ParameterSpace(program.priors)
+        self.q.space = self.space
+        return self
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
         """Draw θ ~ q at every parameter site; returns ``{site: value}`` (model arguments unused)."""

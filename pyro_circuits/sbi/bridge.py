@@ -24,11 +24,14 @@ from functools import partial
 import torch
 from torch.distributions import Distribution, Independent, Uniform
 
-from pyro_circuits.checks import name_in, positive_int, seed_int
+from pyro_circuits.checks import name_in, on_device, positive_int, seed_int, torch_device
 from pyro_circuits.parallel import check_executor, check_picklable, chunk_seed, parallel_map, seeded
 from pyro_circuits.property import EmergentProperty, check_fit_arguments
 from pyro_circuits.sites import CircuitProgram
 from pyro_circuits.space import ParameterSpace
+
+#: The default device of the simulations and of sbi.
+CPU = torch.device("cpu")
 
 __all__ = [
     "SeededSimulator",
@@ -93,9 +96,14 @@ class Simulator:
 
     Picklable (it holds the model, not a trace), so an executor can ship it to workers.
 
+    It simulates on ``device``: the parameters are moved there and the model runs under
+    ``with torch.device(device)``, resolved there once (its tensor arguments moved, a model
+    that is a ``torch.nn.Module`` copied and moved); the statistics are returned on ``device``.
+
     Arguments:
         program: the resolved model.
         statistics: statistic sites, concatenated in this order; default all of the model's.
+        device: where the simulations run (default the CPU).
 
     Example:
         >>> from pyro_circuits.models import LDS2D
@@ -104,9 +112,16 @@ class Simulator:
         torch.Size([5, 2])
     """
 
-    def __init__(self, program: CircuitProgram, statistics: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        program: CircuitProgram,
+        statistics: Sequence[str] | None = None,
+        *,
+        device: str | torch.device = "cpu",
+    ) -> None:
         program.require_statistics()
-        self.program = program
+        self.device = torch_device("device", device)
+        self.program = program.on(self.device)
         self.space = ParameterSpace(program.priors)
         self.statistics = list(statistics or program.statistics)
         unknown = [s for s in self.statistics if s not in program.statistic_shapes]
@@ -118,8 +133,9 @@ class Simulator:
 
     @torch.no_grad()
     def __call__(self, theta) -> torch.Tensor:
-        theta = torch.as_tensor(theta, dtype=torch.get_default_dtype())
-        stats = self.program.simulate(self.space.split(theta.reshape(-1, self.space.dim)))
+        theta = torch.as_tensor(theta, dtype=torch.get_default_dtype()).to(self.device)
+        with on_device(self.device):
+            stats = self.program.simulate(self.space.split(theta.reshape(-1, self.space.dim)))
         return torch.cat([stats[s].reshape(theta.shape[0], -1) for s in self.statistics], dim=-1)
 
 
@@ -142,7 +158,8 @@ def simulate(
     """The simulations of ``theta`` ``(n, D)``: chunks of ``chunk_size`` rows, chunk ``i``
     simulated with torch's generator seeded from ``(seed, *stream, i)`` on ``executor``
     (``None``: here), concatenated in order. Identical for every executor and worker count;
-    a worker that dies is a :class:`~pyro_circuits.parallel.WorkerLost`.
+    a worker that dies is a :class:`~pyro_circuits.parallel.WorkerLost`. The chunks go out on
+    the simulator's device and the simulations come back on ``theta``'s.
 
     Example:
         >>> from pyro_circuits.models import LDS2D
@@ -150,13 +167,15 @@ def simulate(
         >>> simulate(simulator, torch.zeros(5, 4), seed=0, chunk_size=2).shape
         torch.Size([5, 2])
     """
-    chunks = torch.split(torch.as_tensor(theta), positive_int("chunk_size", chunk_size))
+    theta = torch.as_tensor(theta)
+    chunk_size = positive_int("chunk_size", chunk_size)
+    chunks = torch.split(theta.to(simulator.device), chunk_size)
     tasks = [(chunk_seed(seed, *stream, i), chunk) for i, chunk in enumerate(chunks)]
     desc = f"{len(theta)} simulations"
     parts = parallel_map(
         partial(_simulate_chunk, simulator), tasks, executor=executor, desc=desc, progress=progress
     )
-    return torch.cat(parts)
+    return torch.cat(parts).to(theta.device)
 
 
 class SeededSimulator:
@@ -224,13 +243,23 @@ def check_keywords(name: str, kwargs, function) -> dict:
     return dict(kwargs)
 
 
-def prepare(model, prop, params, model_args, model_kwargs, executor: Executor | None = None):
-    """The resolved program, its simulator of the property's statistics, and x₀; a TypeError
-    when ``executor`` is given and the simulator (the model) cannot be sent to its workers."""
+def prepare(
+    model,
+    prop,
+    params,
+    model_args,
+    model_kwargs,
+    executor: Executor | None = None,
+    device: torch.device = CPU,
+):
+    """The resolved program (on the CPU), its simulator of the property's statistics, and x₀;
+    a TypeError when ``executor`` is given and the simulator (the model) cannot be sent to its
+    workers. The simulator runs on ``device`` without an executor; an executor's workers
+    simulate on the CPU (chunks go to them as CPU tensors and come back to ``device``)."""
     program = CircuitProgram(model, params, tuple(model_args), dict(model_kwargs or {}))
     program.require_statistics()
     x0 = observation(prop)
     prop.validate(program.statistic_shapes)
-    simulator = Simulator(program, prop.names)
+    simulator = Simulator(program, prop.names, device=device if executor is None else CPU)
     check_picklable("the model", simulator, executor)
     return program, simulator, x0

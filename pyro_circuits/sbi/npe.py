@@ -17,11 +17,25 @@ import pandas as pd
 import pyro
 import torch
 
-from pyro_circuits.checks import name_in, nonnegative_int, positive_float, positive_int
+from pyro_circuits.checks import (
+    name_in,
+    nonnegative_int,
+    on_device,
+    positive_float,
+    positive_int,
+    torch_device,
+)
 from pyro_circuits.parallel import chunk_seed, seeded
 from pyro_circuits.property import EmergentProperty, predictive_distance
-from pyro_circuits.sbi.bridge import check_keywords, check_run, prepare, sbi_prior, simulate
+from pyro_circuits.sbi.bridge import (
+    check_keywords,
+    check_run,
+    prepare,
+    sbi_prior,
+    simulate,
+)
 from pyro_circuits.sbi.result import NPEResult
+from pyro_circuits.space import ParameterSpace
 
 __all__ = ["NPE"]
 
@@ -100,6 +114,18 @@ def _estimator(density_estimator, estimator_kwargs, prior):
     return posterior_nn(density_estimator, **{**defaults, **(estimator_kwargs or {})})
 
 
+def _posterior_on_cpu(inference, trained, build, prior, theta, x):
+    """The trained posterior rebuilt on the CPU: a fresh estimator from ``build`` (the run's
+    builder, its support map made from the CPU ``prior``) on the CPU copies of the last round's
+    ``theta`` and ``x``, with the trained weights and buffers loaded, so that the result samples,
+    pickles and loads on a machine without the training device. The global random state is left
+    as it was."""
+    with torch.random.fork_rng(devices=[]):
+        net = build(theta.cpu(), x.cpu())
+    net.load_state_dict(trained.state_dict())
+    return inference.build_posterior(net.train(trained.training), prior=prior)
+
+
 @torch.no_grad()
 def _checked_distance(posterior, simulator, prop, x0, samples: int) -> float:
     """The predictive distance of ``samples`` posterior draws at x₀ (NaN when 0)."""
@@ -128,6 +154,7 @@ def NPE(
     tracker=None,
     seed: int = 0,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> NPEResult:
     """Neural posterior estimation (sbi ``NPE_C``) of p(θ | x₀) with x₀ the property mean.
 
@@ -157,6 +184,11 @@ def NPE(
             default none, so nothing is written to disk.
         seed: random seed.
         progress: show sbi's progress bars.
+        device: where sbi trains (its ``device=``: the density estimator, the prior and the
+            proposal's draws) and, without an executor, where the model simulates (an
+            executor's workers simulate on the CPU). ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a
+            ``torch.device``, checked first (``cuda`` without CUDA is a ValueError). The result's
+            posterior is rebuilt on the CPU. The CUDA path has not yet been run on a GPU.
 
     Example:
         >>> from pyro_circuits.models import LDS2D
@@ -169,6 +201,7 @@ def NPE(
 
     check_run(model, prop, params, model_args, model_kwargs, executor=executor,
               simulation_batch_size=simulation_batch_size, seed=seed, progress=progress)  # fmt: skip
+    device = torch_device("device", device)
     simulations = positive_int("simulations", simulations)
     rounds = positive_int("rounds", rounds)
     if stop_distance is not None:
@@ -176,17 +209,21 @@ def NPE(
     check_samples = nonnegative_int("check_samples", check_samples)
     estimator_kwargs = _check_estimator(density_estimator, estimator_kwargs)
     train_kwargs = check_keywords("train_kwargs", train_kwargs, NPE_C.train)
-    program, simulator, x0 = prepare(model, prop, params, model_args, model_kwargs, executor)
-    prior = sbi_prior(simulator.space)
+    args = (model, prop, params, model_args, model_kwargs, executor, device)
+    program, simulator, x0 = prepare(*args)
+    with on_device(device):
+        prior = sbi_prior(ParameterSpace(program.on(device).priors))
     estimator = _estimator(density_estimator, estimator_kwargs, prior)
     pyro.set_rng_seed(seed)
     start = time.perf_counter()
     inference = NPE_C(
         prior=prior,
         density_estimator=estimator,
+        device=str(device),
         show_progress_bars=progress,
         tracker=tracker or _NoTracker(),
     )
+    x0_here = x0.to(device)
     proposal, rows, used = prior, [], 0
     for round_ in range(1, rounds + 1):
         theta = seeded(proposal.sample, chunk_seed(seed, round_), (simulations,))
@@ -204,9 +241,9 @@ def NPE(
             **{"show_train_summary": False, **(train_kwargs or {})}
         )
         posterior = inference.build_posterior(trained)
-        posterior.set_default_x(x0)
+        posterior.set_default_x(x0_here)
         proposal = posterior
-        distance = _checked_distance(posterior, simulator, prop, x0, check_samples)
+        distance = _checked_distance(posterior, simulator, prop, x0_here, check_samples)
         rows.append(
             {
                 "round": round_,
@@ -217,6 +254,11 @@ def NPE(
         )
         if stop_distance is not None and distance < stop_distance:
             break
+    if device.type != "cpu":
+        cpu_prior = sbi_prior(ParameterSpace(program.priors))
+        build = _estimator(density_estimator, estimator_kwargs, cpu_prior)
+        posterior = _posterior_on_cpu(inference, trained, build, cpu_prior, theta, x)
+        posterior.set_default_x(x0)
     return NPEResult(
         program=program,
         prop=prop,

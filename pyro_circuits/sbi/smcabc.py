@@ -13,7 +13,7 @@ import pandas as pd
 import pyro
 import torch
 
-from pyro_circuits.checks import positive_float, positive_int, probability
+from pyro_circuits.checks import positive_float, positive_int, probability, torch_device
 from pyro_circuits.property import EmergentProperty, predictive_distance
 from pyro_circuits.sbi.bridge import SeededSimulator, check_run, prepare, sbi_prior
 from pyro_circuits.sbi.result import SMCABCResult
@@ -151,6 +151,7 @@ def SMCABC(
     simulation_batch_size: int = 1000,
     seed: int = 0,
     progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> SMCABCResult:
     """Sequential Monte Carlo ABC (sbi ``SMCABC``, Beaumont et al. 2009) around x₀.
 
@@ -176,6 +177,11 @@ def SMCABC(
             simulator is seeded from ``(seed, k, i)``, so results never depend on the executor.
         seed: random seed.
         progress: show sbi's progress bars.
+        device: where the model simulates without an executor (an executor's workers simulate
+            on the CPU): ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a ``torch.device``, checked first
+            (``cuda`` without CUDA is a ValueError). The populations, weights and kernel stay on
+            the CPU: sbi's ``SMCABC`` computes its kernel covariance with NumPy. The result is on
+            the CPU. The CUDA path has not yet been run on a GPU.
 
     Example:
         >>> from pyro_circuits.models import LDS2D
@@ -186,6 +192,7 @@ def SMCABC(
     """
     check_run(model, prop, params, model_args, model_kwargs, executor=executor,
               simulation_batch_size=simulation_batch_size, seed=seed, progress=progress)  # fmt: skip
+    device = torch_device("device", device)
     simulations = positive_int("simulations", simulations)
     positive_float("kernel_variance_scale", kernel_variance_scale)
     if not isinstance(distance_based_decay, bool):
@@ -203,7 +210,8 @@ def SMCABC(
         )
     probability("epsilon_decay", epsilon_decay, low_open=True, high_open=True)
     probability("min_kernel_acceptance", min_kernel_acceptance, high_open=True)
-    program, simulator, x0 = prepare(model, prop, params, model_args, model_kwargs, executor)
+    args = (model, prop, params, model_args, model_kwargs, executor, device)
+    program, simulator, x0 = prepare(*args)
     _require_bounded(simulator.space)
     pyro.set_rng_seed(seed)
     chunked = SeededSimulator(
