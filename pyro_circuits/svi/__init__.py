@@ -1,7 +1,9 @@
 """SVI of amortised sequential latent-variable models (LFADS, the calcium ladder).
 
 * :func:`train` -- minibatch SVI of a model and its guide, returning an :class:`SVIFit`;
-  :mod:`~pyro_circuits.svi.loop` is its loop, and its options are hooks:
+  :mod:`~pyro_circuits.svi.loop` is its loop, whose epochs run on a Lightning Trainer
+  (:mod:`~pyro_circuits.svi.lightning`: loggers, accelerator, Lightning callbacks), and its
+  options are hooks:
   :mod:`~pyro_circuits.svi.callbacks` (checkpoint, early stopping, moving average, time limit,
   progress), :mod:`~pyro_circuits.svi.schedules` (KL and L2 warm-up, :class:`Staged`) and
   :class:`CoordinatedDropout`;

@@ -19,6 +19,10 @@ reverse order (the last hook begun is the first ended):
 
 A hook with a ``warmup`` of n steps makes training count no epoch as best, and average no
 parameters, before step n.
+
+These hooks are the package's own protocol; :func:`~pyro_circuits.svi.train` also takes
+Lightning callbacks, which the Trainer runs (:mod:`~pyro_circuits.svi.lightning` says why
+early stopping and the moving average stay hooks).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import pyro
 import torch
 
+from pyro_circuits.datasets.conditions import conditions_of
 from pyro_circuits.svi.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar
 from pyro_circuits.svi.loop import Loop, Optimiser
 from pyro_circuits.svi.trial_matching import (
@@ -34,7 +35,6 @@ __all__ = [
     "CircuitFit",
     "Projection",
     "TrialMatchingLoop",
-    "conditions_of",
     "fit_circuit",
     "reference_dataset",
 ]
@@ -67,24 +67,6 @@ class CircuitFit:
     def steps(self) -> int:
         """Optimiser steps taken."""
         return self.history[-1]["step"] if self.history else 0
-
-
-def conditions_of(inputs: torch.Tensor | None, n_trials: int) -> list[torch.Tensor]:
-    """Trial indices of each condition: trials whose measured ``inputs`` are identical (all
-    trials one condition without inputs), in order of first appearance.
-
-    Example:
-        >>> light = torch.tensor([[0.0], [1.0], [0.0]])[:, :, None]
-        >>> [g.tolist() for g in conditions_of(light, 3)]
-        [[0, 2], [1]]
-    """
-    if inputs is None:
-        return [torch.arange(n_trials)]
-    _, label = torch.unique(inputs.reshape(n_trials, -1), dim=0, return_inverse=True)
-    trials = torch.arange(n_trials, device=label.device)
-    first = torch.full((int(label.max()) + 1,), n_trials, device=label.device)
-    first = first.scatter_reduce(0, label, trials, "amin")
-    return [(label == c).nonzero().flatten() for c in first.argsort()]
 
 
 def simulate_like(model, n_trials: int, inputs, recorded) -> torch.Tensor:
@@ -214,6 +196,8 @@ def fit_circuit(
     train_inputs: torch.Tensor | None = None,
     test_inputs: torch.Tensor | None = None,
     recorded: Sequence[int] | torch.Tensor | None = None,
+    logger=None,
+    log_dir: str | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> CircuitFit:
@@ -240,6 +224,8 @@ def fit_circuit(
             conditions (both or neither given).
         recorded: the model neurons mapped, in order, to the recorded neurons (default: the
             model's neurons are the recorded ones); the others are hidden.
+        logger, log_dir: Lightning loggers of each epoch's record, as
+            :func:`~pyro_circuits.svi.train` takes them (default: none).
         seed: seeds the simulation noise and the trial order (the model's own seed its weights).
 
     Example:
@@ -269,6 +255,9 @@ def fit_circuit(
         raise ValueError(f"patience must be a positive int or None, got {patience!r}")
     _check_inputs(train, test, train_inputs, test_inputs)
     recorded = _check_recorded(model, recorded, train.shape[-1])
+    from pyro_circuits.svi import lightning  # Lightning loads when training runs
+
+    loggers = lightning.loggers(logger, log_dir)
     features = TrialFeatures(train, groups, dt)
     batch_size = min(batch_size, len(train))
     epochs = math.ceil(steps / math.ceil(len(train) / batch_size))
@@ -299,6 +288,7 @@ def fit_circuit(
         batch_size=batch_size,
         max_epochs=epochs,
         seed=seed,
+        logger=loggers,
     )
     model.project()
     fit = loop.run()

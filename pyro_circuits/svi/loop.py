@@ -130,8 +130,10 @@ class Loop:
     hooks' penalties. After each epoch the learning rate follows the monitored loss: the
     ``validation`` loss when given, else the epoch's mean training loss. A non-finite loss (or
     the model rejecting a non-finite value with ``ValueError``) after the first epoch ends
-    training and says why in ``diverged``; in the first epoch it raises. :meth:`run` runs under
-    Pyro's ``module_local_params`` setting and returns an :class:`~pyro_circuits.svi.SVIFit`.
+    training and says why in ``diverged``; in the first epoch it raises. :meth:`run` drives the
+    epochs on a Lightning ``Trainer`` on the data's device (:mod:`~pyro_circuits.svi.lightning`),
+    with ``logger`` (Lightning loggers, or False) and the Lightning ``trainer_callbacks``, under
+    Pyro's ``module_local_params`` setting, and returns an :class:`~pyro_circuits.svi.SVIFit`.
 
     Example:
         >>> from pyro_circuits.models import LFADS
@@ -157,6 +159,8 @@ class Loop:
         batch_size: int = 128,
         max_epochs: int = 100,
         seed: int = 0,
+        logger=False,
+        trainer_callbacks: Sequence = (),
     ) -> None:
         self.model, self.guide, self.counts, self.inputs = model, guide, counts, inputs
         self.hooks = list(hooks)
@@ -164,6 +168,8 @@ class Loop:
         self.elbo = elbo or pyro.infer.Trace_ELBO()
         self.validation = validation
         self.batch_size, self.max_epochs, self.seed = batch_size, max_epochs, seed
+        #: The Lightning Trainer's loggers and callbacks.
+        self.logger, self.trainer_callbacks = logger, list(trainer_callbacks)
         self.params = trained_parameters(model, guide)
         self.param_names = _parameter_names(model, guide)
         self.optimizer, self.scheduler = self.optimiser.build(self.params)
@@ -196,39 +202,26 @@ class Loop:
         return time.perf_counter() - self._start
 
     def run(self) -> SVIFit:
-        """Train from the current epoch to ``max_epochs`` or until a hook stops it."""
+        """Train from the current epoch to ``max_epochs`` or until a hook stops it, on a
+        Lightning Trainer (:func:`~pyro_circuits.svi.lightning.run_epochs`)."""
+        from pyro_circuits.svi.lightning import run_epochs  # Lightning loads when training runs
+
         with local_params(self.model, self.guide):
             pyro.set_rng_seed(self.seed)  # a resumed checkpoint restores its own RNG state
             for hook in self.hooks:
                 hook.on_train_begin(self)
             self._start = time.perf_counter() - self.state["elapsed"]
-            for epoch in range(self.state["epoch"], self.max_epochs):
-                if self.epoch(epoch):
-                    break
+            run_epochs(self, logger=self.logger, callbacks=self.trainer_callbacks)
             state = self.state
             fit = SVIFit(self.model, self.guide, state["history"], state["elapsed"], self.diverged)
             for hook in reversed(self.hooks):
                 hook.on_train_end(self, fit)
         return fit
 
-    def epoch(self, epoch: int) -> bool:
-        """One pass over the trials; True when training stops (a hook asks, or it diverged)."""
-        self.model.train()
-        self.guide.train()
-        n_trials = len(self.counts)
-        order = torch.randperm(n_trials, generator=torch.Generator().manual_seed(self.seed + epoch))
-        epoch_loss = 0.0
-        for idx in order.to(self.device).split(self.batch_size):
-            loss = self.step(idx, epoch)
-            if loss is None:
-                self.state["elapsed"] = self.elapsed()
-                return True
-            epoch_loss += loss.item() * len(idx) / n_trials
-        return self.end_epoch(epoch, epoch_loss)
-
-    def step(self, idx: torch.Tensor, epoch: int) -> torch.Tensor | None:
+    def step(self, idx: torch.Tensor, epoch: int, optimizer=None) -> torch.Tensor | None:
         """One optimiser step on the trials ``idx``: their -ELBO per trial, or None (and
-        ``diverged`` set) when it is not finite."""
+        ``diverged`` set) when it is not finite. ``optimizer`` steps in place of the loop's own
+        (Lightning's wrapper of it, which counts the step)."""
         counts = self.counts[idx]
         inputs = None if self.inputs is None else self.inputs[idx]
         extra = {}
@@ -256,7 +249,7 @@ class Loop:
                 raise FloatingPointError(f"training {message}; try a smaller lr or clip_norm")
             self.diverged = f"diverged: {message}"
             return None
-        self.optimizer.step()
+        (optimizer or self.optimizer).step()
         self.state["step"] += 1
         for hook in self.hooks:
             hook.on_step_end(self, loss)

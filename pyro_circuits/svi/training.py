@@ -26,7 +26,6 @@ from pyro_circuits.checks import (
     seed_int,
 )
 from pyro_circuits.svi.callbacks import (
-    Callback,
     Checkpoint,
     EarlyStopping,
     MovingAverage,
@@ -71,9 +70,13 @@ def train(
     checkpoint: str | os.PathLike | None = None,
     overwrite: bool = False,
     average_decay: float | None = None,
-    callbacks: Sequence[Callback] = (),
+    callbacks: Sequence = (),
     seed: int = 0,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
+    accelerator: str | None = None,
+    devices: int | Sequence[int] | None = None,
+    logger=None,
+    log_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> SVIFit:
     """Fit ``model`` and ``guide`` to spike counts with minibatch SVI (:class:`~.loop.Loop`).
@@ -93,8 +96,17 @@ def train(
     and resumed if it exists and was written by the same run (data, model and guide
     configuration, settings; :class:`Checkpoint`), an error if it was written by another run
     unless ``overwrite=True``; ``average_decay``: :class:`MovingAverage`;
-    ``callbacks``: more hooks, run after those and before the checkpoint and the progress bar.
-    The loop runs under Pyro's ``module_local_params`` setting, restored afterwards.
+    ``callbacks``: more hooks, run after those and before the checkpoint and the progress bar,
+    and Lightning callbacks (``lightning.pytorch.callbacks.EarlyStopping(monitor="valid_loss")``,
+    ``LearningRateMonitor``...), given to the Trainer.
+
+    The epochs run on a Lightning ``Trainer`` (:mod:`~pyro_circuits.svi.lightning`), under Pyro's
+    ``module_local_params`` setting, restored afterwards. ``logger``: None (default), ``"csv"``,
+    ``"tensorboard"`` (written under ``log_dir``, default ``lightning_logs``), a Lightning
+    ``Logger`` or a list of them; each epoch's record (loss, valid_loss, lr, ...) is logged at
+    step = optimiser steps. ``device`` (default CPU), or ``accelerator`` (``"cpu"``, ``"cuda"``
+    or ``"gpu"``, ``"mps"``, ``"auto"``) with ``devices`` (1 or ``[index]``): one device, as
+    SVI here runs in one process; the two must agree when both are given.
 
     Every argument is checked before any work (a TypeError or ValueError naming it); counts and
     inputs may be NumPy arrays or integer tensors (converted to the model's float dtype). A
@@ -136,16 +148,15 @@ def train(
         raise TypeError(f"staged must be a Staged schedule, got {type(staged).__name__}")
     if elbo is not None and not isinstance(elbo, pyro.infer.ELBO):
         raise TypeError(f"elbo must be a pyro.infer.ELBO, got {type(elbo).__name__}")
-    if isinstance(callbacks, Callback) or not all(isinstance(c, Callback) for c in callbacks):
-        raise TypeError(f"callbacks must be a list of Callback objects, got {callbacks!r}")
+    from pyro_circuits.svi import lightning  # Lightning loads when training runs
+
+    callbacks, trainer_callbacks = lightning.split_callbacks(callbacks)
+    loggers = lightning.loggers(logger, log_dir)
+    device = lightning.resolve_device(device, accelerator, devices)
     seed = seed_int("seed", seed)
     for name, flag in (("progress", progress), ("overwrite", overwrite)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device must name a torch device, got {device!r}: {error}") from None
     if not isinstance(adam_betas, tuple | list):
         raise TypeError(f"adam_betas must be a pair of numbers in [0, 1), got {adam_betas!r}")
     adam = Optimiser(lr, tuple(adam_betas), adam_eps, clip_norm, lr_decay, lr_patience, lr_min)
@@ -163,7 +174,8 @@ def train(
     if valid_counts is not None:
         valid = Validation(to(valid_counts), to(valid_inputs), valid_sites, batch_size)
     loop = Loop(model, guide, to(counts), to(inputs), hooks=hooks, optimiser=adam, elbo=elbo,
-                validation=valid, batch_size=batch_size, max_epochs=max_epochs, seed=seed)  # fmt: skip
+                validation=valid, batch_size=batch_size, max_epochs=max_epochs, seed=seed,
+                logger=loggers, trainer_callbacks=trainer_callbacks)  # fmt: skip
     fit = loop.run()
     if fit.diverged is not None:
         warnings.warn(
