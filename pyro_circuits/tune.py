@@ -1,7 +1,8 @@
-"""Hyper-parameter search for LFADS on Ray Tune: :func:`tune`.
+"""Hyper-parameter search for LFADS and the calcium ladder on Ray Tune: :func:`tune`.
 
-Each trial trains LFADS (model and encoder guide, :func:`pyro_circuits.svi.train`) with one draw
-of the search space and reports the validation metric (:func:`score`) after every epoch, with a
+Each trial trains LFADS (model and encoder guide, :func:`pyro_circuits.svi.train`), or the
+calcium ladder on fluorescence (:mod:`pyro_circuits.tune_models`), with one draw of the search
+space and reports the validation metric (:func:`score`) after every epoch, with a
 checkpoint holding the fit (:meth:`SVIFit.save <pyro_circuits.results.Saved.save>`) and the
 training loop's state, so the ASHA scheduler can stop a trial early and population-based
 training can continue another trial's state with new settings. Ray is an optional extra
@@ -12,7 +13,6 @@ training can continue another trial's state with new settings. Ray is an optiona
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import math
 import os
@@ -23,18 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyro
 import torch
 
-from pyro_circuits import metrics
-from pyro_circuits.catalog import SVIConfig
+from pyro_circuits import tune_models
+from pyro_circuits.catalog import CalciumConfig, SVIConfig
 from pyro_circuits.checks import name_in, positive_int, require_positive_ints, seed_int
 from pyro_circuits.datasets import SpikeData
-from pyro_circuits.guides import LFADSEncoder
-from pyro_circuits.models import LFADS
 from pyro_circuits.svi import Callback, SVIFit, train
+from pyro_circuits.tune_models import KINDS, METRICS
 
 __all__ = [
+    "KINDS",
     "METRICS",
     "SCHEDULERS",
     "TuneResult",
@@ -45,41 +44,11 @@ __all__ = [
     "tune",
 ]
 
-#: The validation metrics a search can maximise (see :func:`score`).
-METRICS = ("co_bps", "bits_per_spike")
 #: ``asha``: random search, trials stopped early by ASHA; ``pbt``: population-based training;
 #: ``fifo``: random search, every trial run to the end.
 SCHEDULERS = ("asha", "pbt", "fifo")
 _FIT, _LOOP = "fit.pt", "loop.ckpt"
-#: Arguments of ``train`` that :func:`tune` sets itself.
-_MANAGED = {
-    *("model", "guide", "counts", "inputs", "valid_counts", "valid_inputs", "valid_sites"),
-    *("max_epochs", "max_time", "checkpoint", "overwrite", "callbacks", "seed", "device"),
-    *("progress", "elbo", "staged", "average_decay"),
-}
-#: Settings that fix the networks' shapes: population-based training never mutates them.
-_SHAPES = {"ic_dim", "gen_dim", "fac_dim", "co_dim", "enc_dim", "ci_dim", "con_dim", "ci_lag"}
-
-
-def _keywords(function, skip) -> set[str]:
-    return {name for name in inspect.signature(function).parameters if name not in skip}
-
-
-_MODEL_KEYS = _keywords(LFADS.__init__, {"self", "n_neurons", "dt", "ext_dim"})
-_GUIDE_KEYS = _keywords(LFADSEncoder.__init__, {"self", "model", "observed", "input_dim"})
-_TRAIN_KEYS = _keywords(train, _MANAGED)
-
-
-def search_keys() -> list[str]:
-    """The settings a search space may name: options of :class:`~pyro_circuits.models.LFADS`,
-    of :class:`~pyro_circuits.guides.LFADSEncoder` and of :func:`~pyro_circuits.svi.train`
-    (``dropout`` sets the model's and the encoder's).
-
-    Example:
-        >>> {"lr", "l2_scale", "dropout", "gen_dim", "fac_dim"} <= set(search_keys())
-        True
-    """
-    return sorted(_MODEL_KEYS | _GUIDE_KEYS | _TRAIN_KEYS)
+search_keys = tune_models.search_keys
 
 
 def _ray():
@@ -115,30 +84,29 @@ def default_space() -> dict:
     }
 
 
-def score(fit: SVIFit, data: SpikeData, metric: str = "co_bps") -> float:
-    """The validation metric of ``fit`` on ``data``'s validation trials, from the rates of one
-    pass on the guide's means (deterministic): ``co_bps`` on the held-out neurons, or
-    ``bits_per_spike`` on every neuron (:mod:`pyro_circuits.metrics`). Pyro's RNG state is left
-    as it was, so scoring during training changes nothing of it.
+def score(fit: SVIFit, data: SpikeData, metric: str | None = None, fluorescence=None) -> float:
+    """The validation metric of ``fit`` on ``data``'s validation trials (deterministic), of the
+    fit's kind (:data:`METRICS`; None: the kind's first). ``co_bps`` on the held-out neurons or
+    ``bits_per_spike`` on every neuron (:mod:`pyro_circuits.metrics`): the rates of one pass on
+    the guide's means against ``data``'s counts (for a ladder, inferred from ``fluorescence``
+    and scored against the true spikes, so synthetic data only). ``elbo`` (a ladder's): the
+    ELBO per validation trial of the ``fluorescence`` (one seeded draw of the guide, dropout
+    off), what any calcium recording can score, as training's validation loss computes it.
+    Pyro's RNG state is left as it was, so scoring during training changes nothing of it.
 
     Example:
         >>> from pyro_circuits.datasets import lorenz
+        >>> from pyro_circuits.guides import LFADSEncoder
+        >>> from pyro_circuits.models import LFADS
         >>> data = lorenz(n_conditions=2, n_trials=4, n_neurons=5, n_bins=10, n_heldout=1)
         >>> model = LFADS(5, ic_dim=2, gen_dim=4, fac_dim=2)
         >>> guide = LFADSEncoder(model, enc_dim=4, observed=data.heldin)
         >>> math.isfinite(score(SVIFit(model, guide), data))
         True
     """
-    name_in("metric", metric, METRICS)
-    valid = data.valid
-    rng = pyro.util.get_rng_state()
-    try:
-        rates = fit.posterior_mean(valid.counts, push_mean=True)["rates"]
-    finally:
-        pyro.util.set_rng_state(rng)
-    if metric == "co_bps":
-        return metrics.co_bps(rates, valid.counts, data.heldout, data.dt)
-    return metrics.bits_per_spike(rates, valid.counts, data.dt)
+    kind = tune_models.fit_kind(fit)
+    metric, fluorescence = tune_models.check_inputs(kind, data, metric, fluorescence)
+    return tune_models.score(fit, data, metric, fluorescence)
 
 
 @dataclass
@@ -150,7 +118,8 @@ class TuneResult:
         config: that trial's settings (the search space's keys).
         trials: one row per trial: its settings, ``metric`` (the best over its epochs),
             ``epochs`` (reported), ``status`` (``completed``: ran ``max_epochs``; ``stopped``:
-            ended sooner, by the scheduler or early stopping; ``error``) and ``error``.
+            ended sooner, by the scheduler or early stopping; ``error``), ``error`` and
+            ``trial`` (the trial's folder in Ray Tune's results).
         metric: the validation metric searched on.
     """
 
@@ -165,58 +134,40 @@ class TuneResult:
         return float(self.trials[self.metric].max())
 
 
-def _settings(base: SVIConfig | None, config: Mapping) -> tuple[dict, dict, dict]:
-    """The model's, the guide's and ``train``'s options: ``base``'s with ``config`` over them."""
-    model, guide, fit = (
-        ({}, {}, {}) if base is None else (dict(base.model), dict(base.guide), dict(base.train))
-    )
-    for key, value in config.items():
-        for keys, options in ((_MODEL_KEYS, model), (_GUIDE_KEYS, guide), (_TRAIN_KEYS, fit)):
-            if key in keys:
-                options[key] = value
-    return model, guide, fit
-
-
-def _check_keys(name: str, settings) -> dict:
-    """``settings`` (the search space or a trial's settings): a non-empty mapping of known keys."""
+def _check_keys(name: str, settings, kind: str) -> dict:
+    """``settings`` (the search space or a trial's settings): a non-empty mapping of ``kind``'s
+    keys."""
     if not isinstance(settings, Mapping):
         raise TypeError(f"{name} must be a dict of settings, got {type(settings).__name__}")
+    known = search_keys(kind)
     if not settings:
-        raise ValueError(f"{name} must name at least one setting, from {search_keys()}")
-    unknown = sorted(set(settings) - set(search_keys()))
+        raise ValueError(f"{name} must name at least one setting, from {known}")
+    unknown = sorted(set(settings) - set(known))
     if unknown:
-        raise ValueError(f"{name} names unknown settings {unknown}; known: {search_keys()}")
+        raise ValueError(
+            f"{name} names settings {unknown} unknown to a {kind} search; known: {known}"
+        )
     return dict(settings)
-
-
-def _check_data(data, metric: str) -> None:
-    """Data a search can train on and score: training and validation trials, and held-out
-    neurons for co-bps."""
-    name_in("metric", metric, METRICS)
-    if not isinstance(data, SpikeData):
-        raise TypeError(f"data must be a SpikeData, got {type(data).__name__}")
-    if len(data.valid_idx) == 0:
-        raise ValueError("data must have validation trials (valid_idx) to score the trials on")
-    if len(data.train_idx) < 2:
-        raise ValueError("data must have at least 2 training trials")
-    if metric == "co_bps" and len(data.heldout) == 0:
-        raise ValueError("metric 'co_bps' needs held-out neurons (data.heldout)")
 
 
 def train_config(
     data: SpikeData,
     config: Mapping,
     *,
-    base: SVIConfig | None = None,
+    base: SVIConfig | CalciumConfig | None = None,
+    fluorescence=None,
     max_epochs: int = 10,
     seed: int = 0,
     callbacks=(),
     progress: bool = True,
 ) -> SVIFit:
-    """LFADS trained on ``data`` with the settings ``config`` over ``base`` (see :func:`tune`),
-    as each trial of a search trains it: model (readout at the mean rates) and encoder of the
-    held-in neurons, seeded with ``seed``, on the training trials less a tenth held back for
-    the learning rate and early stopping; ``callbacks`` go to :func:`~pyro_circuits.svi.train`.
+    """The model of ``base``'s kind trained on ``data`` with the settings ``config`` over
+    ``base``'s (see :func:`tune`), as each trial of a search trains it, seeded with ``seed``;
+    ``callbacks`` go to :func:`~pyro_circuits.svi.train`. LFADS: model (readout at the mean
+    rates) and encoder of the held-in neurons, on the training trials less a tenth held back
+    for the learning rate and early stopping. The calcium ladder (``base`` a
+    :class:`~pyro_circuits.catalog.CalciumConfig`): on the training trials' ``fluorescence``
+    (:func:`pyro_circuits.tune_models.build`).
 
     Example:
         >>> from pyro_circuits.datasets import lorenz
@@ -226,21 +177,16 @@ def train_config(
         >>> len(fit.history), fit.model.gen_dim
         (2, 4)
     """
-    config = _check_keys("config", config)
-    _check_data(data, "bits_per_spike")
-    if base is not None and not isinstance(base, SVIConfig):
-        raise TypeError(f"base must be an SVIConfig, got {type(base).__name__}")
+    kind = tune_models.kind_of(base)
+    config = _check_keys("config", config, kind)
+    metric = "elbo" if kind == "ladder" else "bits_per_spike"  # scorable on any such data
+    _, fluorescence = tune_models.check_inputs(kind, data, metric, fluorescence)
     seed = seed_int("seed", seed)
     torch.manual_seed(seed)
-    counts = data.train.counts
-    order = torch.randperm(len(counts), generator=torch.Generator().manual_seed(seed))
-    n_stop = max(1, len(counts) // 10)
-    fit_counts, stop_counts = counts[order[n_stop:]], counts[order[:n_stop]]
-    model_options, guide_options, options = _settings(base, config)
-    model = LFADS(data.counts.shape[-1], dt=data.dt, **model_options).init_readout(fit_counts)
-    guide = LFADSEncoder(model, observed=data.heldin, **guide_options)
-    return train(model, guide, fit_counts, valid_counts=stop_counts, max_epochs=max_epochs,
-                 seed=seed, progress=progress, callbacks=callbacks, **options)  # fmt: skip
+    groups = tune_models.options(kind, base, config)
+    model, guide, observed, options = tune_models.build(data, groups, base, fluorescence, seed)
+    return train(model, guide, observed, max_epochs=max_epochs, seed=seed, progress=progress,
+                 callbacks=callbacks, **options)  # fmt: skip
 
 
 class _Resume(Callback):
@@ -265,8 +211,9 @@ class _Report(Callback):
     """After each epoch: the validation metric and a checkpoint (the fit, and the loop's state
     for :class:`_Resume`) reported to Ray Tune."""
 
-    def __init__(self, data: SpikeData, metric: str, config: dict) -> None:
+    def __init__(self, data: SpikeData, metric: str, config: dict, fluorescence) -> None:
         self.data, self.metric, self.config = data, metric, config
+        self.fluorescence = fluorescence
 
     def settings(self) -> None:
         return None
@@ -274,7 +221,7 @@ class _Report(Callback):
     def on_epoch_end(self, loop, record, monitored) -> bool:
         _, ray_tune = _ray()
         fit = SVIFit(loop.model, loop.guide, list(loop.state["history"]), loop.state["elapsed"])
-        value = score(fit, self.data, self.metric)
+        value = tune_models.score(fit, self.data, self.metric, self.fluorescence)
         with tempfile.TemporaryDirectory() as folder:
             fit.save(Path(folder) / _FIT)
             torch.save(loop.checkpoint() | {"tune_config": self.config}, Path(folder) / _LOOP)
@@ -284,7 +231,7 @@ class _Report(Callback):
         return False
 
 
-def _trial(config, *, data, base, metric, max_epochs, seed) -> None:
+def _trial(config, *, data, fluorescence, base, metric, max_epochs, seed) -> None:
     """One trial: :func:`train_config` reporting after each epoch, resumed from the trial's
     checkpoint when Ray Tune gives one (a Ray Tune function trainable)."""
     _, ray_tune = _ray()
@@ -294,27 +241,31 @@ def _trial(config, *, data, base, metric, max_epochs, seed) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             hooks.append(_Resume(torch.load(Path(folder) / _LOOP, weights_only=False), config))
-    hooks.append(_Report(data, metric, config))
-    train_config(data, config, base=base, max_epochs=max_epochs, seed=seed, callbacks=hooks,
-                 progress=False)  # fmt: skip
+    hooks.append(_Report(data, metric, config, fluorescence))
+    train_config(data, config, base=base, fluorescence=fluorescence, max_epochs=max_epochs,
+                 seed=seed, callbacks=hooks, progress=False)  # fmt: skip
 
 
-def _check_start(start, space: dict, num_samples: int) -> list[dict]:
+def _check_start(start, space: dict, num_samples: int, kind: str) -> list[dict]:
     """The settings of the first trials: at most ``num_samples`` dicts of the space's keys."""
     if isinstance(start, Mapping) or not isinstance(start, Sequence):
         raise TypeError(f"start must be a list of dicts of settings, got {start!r}")
     if len(start) > num_samples:
         raise ValueError(f"start gives {len(start)} settings for {num_samples} trials")
     for settings in start:
-        _check_keys("each of start", settings)
+        _check_keys("each of start", settings, kind)
         if not set(settings) <= set(space):
             raise ValueError(f"start sets {sorted(set(settings) - set(space))}, not in space")
     return [dict(settings) for settings in start]
 
 
-def _check_concurrency(num_cpus, max_concurrent) -> None:
-    """``max_concurrent`` trials, one CPU each, fit ``num_cpus`` (default: this machine's)."""
+def _check_concurrency(num_cpus, max_concurrent, scheduler: str) -> None:
+    """``max_concurrent`` trials, one CPU each, fit ``num_cpus`` (default: this machine's); not
+    with population-based training, whose whole population is live at once."""
     cap = os.cpu_count() if num_cpus is None else positive_int("num_cpus", num_cpus)
+    if scheduler == "pbt" and max_concurrent is not None:
+        raise ValueError("max_concurrent does not apply to scheduler 'pbt': the whole "
+                         "population is live, its members taking turns on the CPUs")  # fmt: skip
     if max_concurrent is not None and positive_int("max_concurrent", max_concurrent) > cap:
         raise ValueError(f"max_concurrent ({max_concurrent}) exceeds the {cap} CPUs for trials")
 
@@ -325,11 +276,12 @@ def _mutations(space: dict, ray_tune) -> dict:
     mutable = {
         key: value
         for key, value in space.items()
-        if isinstance(value, ray_tune.search.sample.Domain) and key not in _SHAPES
+        if isinstance(value, ray_tune.search.sample.Domain) and key not in tune_models.SHAPES
     }
     if not mutable:
         raise ValueError(
-            f"scheduler 'pbt' needs a searched setting other than the sizes {sorted(_SHAPES)}"
+            "scheduler 'pbt' needs a searched setting other than the sizes "
+            f"{sorted(tune_models.SHAPES)}"
         )
     return mutable
 
@@ -346,6 +298,7 @@ def _scheduler(name: str, space: dict, max_epochs: int, grace_period: int, ray_t
             time_attr="training_iteration",
             perturbation_interval=grace_period,
             hyperparam_mutations=_mutations(space, ray_tune),
+            synch=True,
         )
     return None
 
@@ -371,11 +324,22 @@ class _Started:
             self.ray.shutdown()
 
 
+def _history(result, metric: str) -> pd.DataFrame | None:
+    """A trial's reports: Ray Tune's, else its ``progress.csv`` (Ray Tune's own history is
+    emptied when a paused trial of population-based training restarts)."""
+    history = result.metrics_dataframe
+    progress = Path(result.path) / "progress.csv"
+    if (history is None or metric not in history) and progress.is_file():
+        with contextlib.suppress(pd.errors.EmptyDataError):
+            return pd.read_csv(progress)
+    return history
+
+
 def _table(grid, space: dict, metric: str, max_epochs: int) -> pd.DataFrame:
     """One row per trial of a Ray Tune result grid."""
     rows = []
     for result in grid:
-        history = result.metrics_dataframe
+        history = _history(result, metric)
         reported = history is not None and metric in history
         best = float(history[metric].max()) if reported else math.nan
         epochs = int(history["epoch"].max()) if reported else 0
@@ -383,7 +347,8 @@ def _table(grid, space: dict, metric: str, max_epochs: int) -> pd.DataFrame:
         config = {key: result.config.get(key) for key in space}
         error = None if result.error is None else f"{type(result.error).__name__}: {result.error}"
         rows.append(config | {metric: best, "epochs": epochs,
-                              "status": "error" if error else status, "error": error})  # fmt: skip
+                              "status": "error" if error else status, "error": error,
+                              "trial": Path(result.path).name})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -428,10 +393,11 @@ def tune(
     data: SpikeData,
     space: Mapping | None = None,
     *,
-    base: SVIConfig | None = None,
+    base: SVIConfig | CalciumConfig | None = None,
+    fluorescence=None,
     num_samples: int = 8,
     max_epochs: int = 10,
-    metric: str = "co_bps",
+    metric: str | None = None,
     scheduler: str = "asha",
     grace_period: int = 1,
     max_concurrent: int | None = None,
@@ -441,27 +407,34 @@ def tune(
     seed: int = 0,
     progress: bool = True,
 ) -> TuneResult:
-    """Search LFADS's settings on ``data`` with Ray Tune; return the best fit and every trial.
+    """Search the settings of LFADS or of the calcium ladder on ``data`` with Ray Tune; return
+    the best fit and every trial.
 
+    ``base`` sets the model kind and the settings a trial starts from: an
+    :class:`~pyro_circuits.catalog.SVIConfig` such as ``LFADS_CONFIGS["lorenz"]`` (LFADS on
+    ``data``'s counts; default: the package's defaults), or a
+    :class:`~pyro_circuits.catalog.CalciumConfig` such as ``CALCIUM_CONFIGS["lorenz"]`` (the
+    ladder on ``fluorescence``, a tensor of ``data``'s shape); a base's data recipe is not used.
     Each of ``num_samples`` trials draws its settings from ``space`` (keys from
-    :func:`search_keys`; values Ray Tune domains such as ``tune.loguniform``, or fixed values;
-    default :func:`default_space`) over ``base``'s model, guide and training options (an
-    :class:`~pyro_circuits.catalog.SVIConfig` such as ``LFADS_CONFIGS["lorenz"]``, whose data
-    recipe is not used; default: the package's defaults), trains for at most ``max_epochs``
-    epochs on the training trials (a tenth held back for the learning rate and early stopping)
-    with 1 CPU and 1 torch thread, and reports ``metric`` (:func:`score`, maximised) after every
-    epoch. ``scheduler``: ``asha`` (trials stopped at rungs from ``grace_period`` epochs on),
-    ``pbt`` (population-based training: every ``grace_period`` epochs the worst trials continue
-    the best ones' checkpoints with mutated settings; sizes are never mutated; every checkpoint
-    is kept, and the table shows each trial's last settings) or ``fifo``. The random search is
-    seeded with ``seed``, and every trial trains with it (:func:`train_config`); ``start``:
-    settings the first trials take (each a dict of some of the space's keys, the rest drawn),
-    such as the values the search should improve on.
+    :func:`search_keys` of the kind; values Ray Tune domains such as ``tune.loguniform``, or
+    fixed values; default :func:`default_space`), trains for at most ``max_epochs`` epochs
+    (:func:`train_config`) with 1 CPU and 1 torch thread, and reports ``metric`` (one of the
+    kind's :data:`METRICS`, :func:`score`, maximised; default ``co_bps`` for LFADS, ``elbo``
+    for the ladder) after every epoch. ``scheduler``: ``asha`` (trials stopped at rungs from
+    ``grace_period`` epochs on), ``pbt`` (synchronous population-based training: the
+    ``num_samples`` trials are one population whose members take turns on the CPUs; every
+    ``grace_period`` epochs, once all have reached it, the worst quarter continue the best
+    quarter's checkpoints with mutated settings; sizes are never mutated; every checkpoint is
+    kept, and the table shows each trial's last settings) or ``fifo``. The random search is
+    seeded with ``seed``, and every trial trains with it; ``start``: settings the first trials
+    take (each a dict of some of the space's keys, the rest drawn), such as the values the
+    search should improve on.
 
     Ray: the running instance, else the cluster of ``RAY_ADDRESS``, else a local one of
     ``num_cpus`` CPUs (default all), shut down at the end; at most ``max_concurrent`` trials at
-    once (default: the cluster's CPUs). Ray Tune's results go to ``storage_path``, or to a
-    temporary folder removed at the end. ``progress``: a bar of finished trials.
+    once (default: the cluster's CPUs; not with ``pbt``). Ray Tune's results go to
+    ``storage_path``, or to a temporary folder removed at the end. ``progress``: a bar of
+    finished trials.
 
     Every argument is checked before any work. A trial that fails is an ``error`` row of the
     table; a RuntimeError when all fail.
@@ -475,28 +448,27 @@ def tune(
         >>> len(result.trials)  # doctest: +SKIP
         2
     """
+    kind = tune_models.kind_of(base)
     name_in("scheduler", scheduler, SCHEDULERS)
-    if base is not None and not isinstance(base, SVIConfig):
-        raise TypeError(f"base must be an SVIConfig, got {type(base).__name__}")
     require_positive_ints(num_samples=num_samples, max_epochs=max_epochs, grace_period=grace_period)
     seed = seed_int("seed", seed)
-    _check_concurrency(num_cpus, max_concurrent)
+    _check_concurrency(num_cpus, max_concurrent, scheduler)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {progress!r}")
     ray, ray_tune = _ray()
-    _check_data(data, metric)
-    space = _check_keys("space", default_space() if space is None else space)
-    start = _check_start(start, space, num_samples)
+    metric, fluorescence = tune_models.check_inputs(kind, data, metric, fluorescence)
+    space = _check_keys("space", default_space() if space is None else space, kind)
+    start = _check_start(start, space, num_samples, kind)
     schedule = _scheduler(scheduler, space, max_epochs, grace_period, ray_tune)
     temporary = storage_path is None
     folder = Path(tempfile.mkdtemp(prefix="pyro-circuits-tune-") if temporary else storage_path)
-    trial = dict(data=data, base=base, metric=metric, max_epochs=max_epochs, seed=seed)
+    trial = dict(data=data, fluorescence=fluorescence, base=base, metric=metric,
+                 max_epochs=max_epochs, seed=seed)  # fmt: skip
     try:
         with _Started(ray, num_cpus) as cpus, _quiet_snapshots():
+            live = num_samples if scheduler == "pbt" else min(max_concurrent or cpus, cpus)
             search = ray_tune.search.BasicVariantGenerator(
-                points_to_evaluate=start or None,
-                max_concurrent=min(max_concurrent or cpus, cpus),
-                random_state=seed,
+                points_to_evaluate=start or None, max_concurrent=live, random_state=seed
             )
             tuner = _tuner(ray_tune, trial, space, schedule, search, num_samples, folder, metric,
                            progress)  # fmt: skip
@@ -526,7 +498,9 @@ def _tuner(ray_tune, trial, space, schedule, search, num_samples, folder, metric
         tune_config=ray_tune.TuneConfig(metric=metric, mode="max", scheduler=schedule,
                                         num_samples=num_samples, search_alg=search,
                                         reuse_actors=True),
+        # stopped at the last epoch's report, so that no schedule acts on it
         run_config=ray_tune.RunConfig(storage_path=str(folder.resolve()), verbose=0,
+                                      stop={"epoch": trial["max_epochs"]},
                                       callbacks=[_bar(num_samples, not progress, ray_tune)],
                                       checkpoint_config=keep),
     )  # fmt: skip

@@ -18,7 +18,7 @@ LAYERS = [
     ("guides",),
     ("results", "diagnostics"),
     ("epi", "sbi", "svi", "baselines"),
-    ("catalog", "compare", "reports", "plots", "cli", "tune"),
+    ("catalog", "compare", "reports", "plots", "cli", "tune", "tune_models"),
 ]
 SHARED_FLOORS = {0, 5, len(LAYERS) - 1}
 #: Models import only the ground floor and the handlers (DESIGN.md).

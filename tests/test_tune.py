@@ -1,5 +1,6 @@
-"""Hyper-parameter search on Ray Tune (pyro_circuits.tune): one tiny search on a local Ray of
-2 CPUs, shared by the module; the checkpoints' resume path; the errors raised before any work."""
+"""Hyper-parameter search on Ray Tune (pyro_circuits.tune): one tiny LFADS search and one tiny
+calcium-ladder search on a local Ray of 2 CPUs, shared by the module; the checkpoints' resume
+path; the errors raised before any work."""
 
 import ast
 import copy
@@ -12,15 +13,34 @@ import torch
 ray = pytest.importorskip("ray")
 from ray import tune as ray_tune  # noqa: E402
 
+from pyro_circuits import metrics, tune_models  # noqa: E402
 from pyro_circuits import tune as tune_module  # noqa: E402
+from pyro_circuits.catalog import CALCIUM_CONFIGS  # noqa: E402
 from pyro_circuits.datasets import lorenz  # noqa: E402
-from pyro_circuits.svi import Callback  # noqa: E402
-from pyro_circuits.tune import score, train_config, tune  # noqa: E402
+from pyro_circuits.guides import LadderEncoder  # noqa: E402
+from pyro_circuits.models import CalciumLFADS  # noqa: E402
+from pyro_circuits.models.calcium import fluorescence_from_spikes  # noqa: E402
+from pyro_circuits.svi import Callback, Staged  # noqa: E402
+from pyro_circuits.tune import score, search_keys, train_config, tune  # noqa: E402
 
 TINY = {"ic_dim": 4, "fac_dim": 3, "enc_dim": 8}
 SPACE = {"lr": ray_tune.loguniform(1e-3, 1e-2), "gen_dim": ray_tune.choice([8, 16]), **TINY}
 EPOCHS = 2
 START = {"lr": 2e-3}  # the first trial's learning rate; its gen_dim is drawn
+#: A tiny ladder on the catalogue's Lorenz calcium settings.
+LADDER = CALCIUM_CONFIGS["lorenz"].replace(
+    deep=dict(ic_dim=4, gen_dim=8, fac_dim=3, co_dim=0),
+    deep_guide=dict(enc_dim=8),
+    ladder=dict(z_dim=4),
+    ladder_guide=dict(enc_dim=8, con_dim=8),
+    batch_size=8,
+)
+LADDER_SPACE = {
+    "lr": ray_tune.loguniform(1e-3, 1e-2),
+    "ladder_step_dim": ray_tune.choice([2, 4]),
+    "staged_hold": 2,
+    "staged_ramp": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +49,37 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def search(data, tmp_path_factory):
+def cluster():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        yield tune(
-            data,
-            SPACE,
-            num_samples=3,
-            max_epochs=EPOCHS,
-            storage_path=tmp_path_factory.mktemp("tune"),
-            start=[START],
-            progress=False,
-        )
+        yield
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def search(cluster, data, tmp_path_factory):
+    return tune(
+        data,
+        SPACE,
+        num_samples=3,
+        max_epochs=EPOCHS,
+        storage_path=tmp_path_factory.mktemp("tune"),
+        start=[START],
+        progress=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def calcium(data):
+    """``data``'s fluorescence in the catalogue's recipe."""
+    return fluorescence_from_spikes(data.counts, dt=data.dt, seed=0, **LADDER.fluorescence)[1]
+
+
+@pytest.fixture(scope="module")
+def ladder_search(cluster, data, calcium):
+    return tune(data, LADDER_SPACE, base=LADDER, fluorescence=calcium, num_samples=2,
+                max_epochs=EPOCHS, scheduler="fifo", progress=False)  # fmt: skip
 
 
 class _Capture(Callback):
@@ -75,6 +112,43 @@ def test_the_best_fit_scores_the_tables_best(search, data):
     assert search.best == best_row["co_bps"]
     assert search.config == {key: best_row[key] for key in SPACE}
     assert score(search.fit, data) == pytest.approx(search.best, abs=1e-9)
+
+
+def test_a_ladder_search_returns_the_best_ladder_as_score_scores_it(ladder_search, data, calcium):
+    """The ladder's default metric is the validation ELBO of the fluorescence; the best trial's
+    fit is a ladder of the base's sizes with its drawn settings, scoring what the table says."""
+    result = ladder_search
+    assert result.metric == "elbo" and len(result.trials) == 2
+    assert (result.trials["status"] == "completed").all() and (result.trials["epochs"] == 2).all()
+    assert set(result.trials["ladder_step_dim"]) <= {2, 4}
+    assert isinstance(result.fit.model, CalciumLFADS)
+    assert isinstance(result.fit.guide, LadderEncoder)
+    assert result.fit.model.z_dim == LADDER.ladder["z_dim"]
+    assert result.fit.guide.step_features[0].out_features == result.config["ladder_step_dim"]
+    assert result.best == result.trials["elbo"].max()
+    assert score(result.fit, data, fluorescence=calcium) == pytest.approx(result.best, rel=1e-6)
+
+
+class _Schedules(Callback):
+    """The Staged schedules of the loop."""
+
+    def on_train_begin(self, loop):
+        self.staged = [hook for hook in loop.hooks if isinstance(hook, Staged)]
+
+
+def test_a_ladder_trains_on_the_fluorescence_with_the_searched_stages(data, calcium):
+    """train_config of a ladder: the stage lengths and the ladder encoder's options named in
+    the settings reach the schedule and the guide; bits/spike scores the fit's rates of the
+    validation fluorescence against the true spikes."""
+    config = {"lr": 3e-3, "staged_hold": 3, "staged_ramp": 5, "ladder_step_dim": 3}
+    schedules = _Schedules()
+    fit = train_config(data, config, base=LADDER, fluorescence=calcium, max_epochs=1,
+                       callbacks=[schedules], progress=False)  # fmt: skip
+    assert len(fit.history) == 1 and fit.guide.step_features[0].out_features == 3
+    assert [(hook.hold, hook.ramp) for hook in schedules.staged] == [(3, 5)]
+    rates = fit.posterior_mean(calcium[data.valid_idx], push_mean=True)["rates"]
+    expected = metrics.bits_per_spike(rates, data.valid.counts, data.dt)
+    assert score(fit, data, "bits_per_spike", calcium) == pytest.approx(expected, rel=1e-6)
 
 
 def test_the_best_checkpoint_holds_the_trained_parameters(search, data):
@@ -145,7 +219,7 @@ def test_without_ray_the_error_names_the_extra(data, monkeypatch):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"space": {"learning_rate": 1e-3}}, ValueError, "unknown settings"),
+        ({"space": {"learning_rate": 1e-3}}, ValueError, "unknown to a lfads search"),
         ({"space": {}}, ValueError, "at least one setting"),
         ({"space": [("lr", 1e-3)]}, TypeError, "space must be a dict"),
         ({"num_samples": 0}, ValueError, "num_samples"),
@@ -177,3 +251,62 @@ def test_data_without_held_out_neurons_cannot_be_scored_on_co_bps():
         tune(data, {"lr": 1e-3})
     with pytest.raises(ValueError, match="validation trials"):
         train_config(data.train, {"lr": 1e-3})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"metric": "co_bps"}, ValueError, "does not apply to the calcium ladder"),
+        ({"fluorescence": None}, ValueError, "needs the fluorescence"),
+        ({"fluorescence": torch.zeros(2, 3, 4)}, ValueError, "fluorescence must have data's"),
+        ({"space": {"ladder_enc_dim": 8, "observed": [0]}}, ValueError, "unknown to a ladder"),
+        ({"base": None, "fluorescence": None, "space": {"z_dim": 4}}, ValueError, "unknown to a"),
+        ({"base": None}, ValueError, "fluorescence is for a calcium ladder"),
+    ],
+)
+def test_bad_ladder_combinations_are_errors_before_any_work(data, calcium, kwargs, error, match):
+    kwargs = {"space": {"lr": ray_tune.loguniform(1e-3, 1e-2)}, "base": LADDER,
+              "fluorescence": calcium} | kwargs  # fmt: skip
+    started = ray.is_initialized()
+    with pytest.raises(error, match=match):
+        tune(data, **kwargs)
+    assert ray.is_initialized() == started
+
+
+def test_ladder_settings_go_to_their_level_over_the_catalogues():
+    """As the catalogue builds the ladder: ``dropout`` is the deep level's (model and encoder),
+    unprefixed encoder names the deep encoder's, ``ladder_`` ones the ladder encoder's."""
+    config = {"dropout": 0.1, "enc_dim": 16, "ladder_enc_dim": 4, "z_dim": 3, "staged_hold": 7}
+    groups = tune_models.options("ladder", LADDER, config | {"lr": 1e-3})
+    assert groups["deep"]["dropout"] == groups["deep_guide"]["dropout"] == 0.1
+    assert groups["deep_guide"]["enc_dim"] == 16 and groups["ladder_guide"]["enc_dim"] == 4
+    assert groups["ladder_guide"]["con_dim"] == LADDER.ladder_guide["con_dim"]
+    assert groups["ladder"] == {"z_dim": 3}
+    assert groups["staged"] == {"hold": 7, "ramp": Staged().ramp}
+    assert groups["train"]["lr"] == 1e-3 and groups["train"]["l2_scale"] == LADDER.l2_scale
+    assert groups["deep"]["gen_dim"] == LADDER.deep["gen_dim"]
+
+
+def test_search_keys_name_each_kinds_settings():
+    lfads, ladder = set(search_keys()), set(search_keys("ladder"))
+    assert lfads < ladder
+    assert {"z_dim", "ladder_enc_dim", "ladder_con_dim", "staged_hold", "staged_ramp"} <= ladder
+    assert not {"observed", "calcium", "deep", "staged", "model"} & ladder
+    with pytest.raises(ValueError, match="kind"):
+        search_keys("gaussian")
+
+
+@pytest.mark.slow
+def test_population_based_training_runs_the_whole_population_in_turns(cluster, data, tmp_path):
+    """Four members taking turns on 2 CPUs: each reaches the last epoch, the worst continue
+    the best's states, and the table reads every member's reports (Ray Tune's own history is
+    emptied when a paused member restarts)."""
+    space = {"lr": ray_tune.loguniform(1e-3, 1e-2), "gen_dim": 8, **TINY}
+    result = tune(data, space, num_samples=4, max_epochs=3, scheduler="pbt", grace_period=1,
+                  storage_path=tmp_path, progress=False)  # fmt: skip
+    trials = result.trials
+    assert len(trials) == 4 and (trials["epochs"] == 3).all()
+    assert (trials["status"] == "completed").all()
+    assert trials["co_bps"].notna().all() and result.best == trials["co_bps"].max()
+    exploits = next(tmp_path.glob("*/pbt_global.txt")).read_text().splitlines()
+    assert exploits  # the bottom quarter (1 of 4) continued another member at epochs 1 and 2
