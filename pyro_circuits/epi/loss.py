@@ -20,6 +20,7 @@ from pyro_circuits.checks import (
 )
 from pyro_circuits.epi.convergence import penalty_should_grow
 from pyro_circuits.epi.guide import EPIGuide
+from pyro_circuits.epi.program import StatisticsRun
 from pyro_circuits.property import EmergentProperty, MomentTest, moment_test
 from pyro_circuits.sites import CircuitProgram
 
@@ -184,7 +185,7 @@ class EPILoss:
         """The augmented Lagrangian on ``num_particles`` fresh draws (a differentiable scalar)."""
         program = self._resolve(model, guide, args, kwargs)
         values, log_q = draw(guide, self.num_particles, program, args, kwargs)
-        first, second = self.violations(program, values, log_q).chunk(2)
+        first, second = self.violations(self._simulator(program), values, log_q).chunk(2)
         r1, r2 = first.mean(0), second.mean(0)
         neg_entropy = log_q.mean()
         residual = (r1 + r2) / 2
@@ -198,7 +199,10 @@ class EPILoss:
             return self.differentiable_loss(model, guide, *args, **kwargs).item()
 
     def violations(
-        self, program: CircuitProgram, values: dict[str, torch.Tensor], like: torch.Tensor
+        self,
+        program: CircuitProgram | StatisticsRun,
+        values: dict[str, torch.Tensor],
+        like: torch.Tensor,
     ) -> torch.Tensor:
         """(T(θ) − μ_opt) / scale per draw, shape (n, m), for draws ``{site: (n, *shape)}``."""
         stats = program.simulate(values)
@@ -208,11 +212,12 @@ class EPILoss:
     def test(self, model: Callable, guide: Callable, *args, **kwargs) -> ConstraintTest:
         """Batch-mean violations of M fresh batches: the moment test, ‖R‖² per batch, entropy."""
         program = self._resolve(model, guide, args, kwargs)
+        simulator = self._simulator(program)
         total = self.test_batches * self.test_batch_size
         parts, log_qs, thetas = [], [], []
         for start in range(0, total, self.chunk):
             values, log_q = draw(guide, min(self.chunk, total - start), program, args, kwargs)
-            parts.append(self.violations(program, values, log_q))
+            parts.append(self.violations(simulator, values, log_q))
             log_qs.append(log_q)
             if isinstance(guide, EPIGuide):
                 thetas.append(guide.space.join(values))
@@ -233,6 +238,12 @@ class EPILoss:
             if penalty_should_grow(test.norms, self.norms, self.gamma, self.rng):
                 self.c *= self.beta
         self.norms = test.norms
+
+    def _simulator(self, program: CircuitProgram) -> StatisticsRun:
+        """What runs the model inside the loss and the test: the program under one light
+        messenger instead of a full trace, with the same statistics, gradients and random draws
+        (:class:`~pyro_circuits.epi.program.StatisticsRun`)."""
+        return StatisticsRun(program)
 
     def _resolve(
         self, model: Callable, guide: Callable, args: tuple, kwargs: dict
