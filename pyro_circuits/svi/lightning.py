@@ -61,6 +61,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from pyro_circuits.checks import torch_device
 from pyro_circuits.svi.callbacks import Callback
 
 __all__ = [
@@ -236,10 +237,7 @@ def resolve_device(device=None, accelerator=None, devices=None) -> torch.device:
         raise ValueError(f"accelerator must be one of {ACCELERATORS}, got {accelerator!r}")
     named = {"gpu": "cuda"}.get(accelerator, accelerator)
     if device is not None:
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError) as error:
-            raise ValueError(f"device must name a torch device, got {device!r}: {error}") from None
+        device = torch_device("device", device)
         if named not in (None, "auto", device.type):
             raise ValueError(f"device={str(device)!r} and accelerator={accelerator!r} disagree")
         if index is not None and (device.index or 0) != index:
