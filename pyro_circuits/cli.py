@@ -51,6 +51,12 @@ def _model_command(commands, name: str, help: str, out: str) -> argparse.Argumen
     command.add_argument(
         "--device", default="cpu", help="torch device of the runs: cpu (default), cuda, cuda:1"
     )
+    command.add_argument(
+        "--threads",
+        type=int,
+        help="torch intra-op threads for the run (default: torch's, one per core); 1 keeps EPI's "
+        "small tensors fast when the machine has other work",
+    )
     command.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return command
 
@@ -293,8 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         entry = resolve(args.model)
     except (ValueError, TypeError) as error:
         parser.error(str(error))  # a usage error: usage line, message, status 2
+    threads = torch.get_num_threads()
     try:
         positive_int("--n", args.n)
+        if args.threads is not None:
+            torch.set_num_threads(positive_int("--threads", args.threads))
         run = _run_compare if args.command == "compare" else _run_epi
         return run(args, entry)
     except USER_ERRORS as error:
@@ -303,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

@@ -208,3 +208,16 @@ def test_quiet_compare_table_has_no_sbi_lines(
         ]
     assert logging.getLogger("sbi").level == logging.NOTSET  # restored after the run
     assert not logging.getLogger().filters
+
+
+def test_threads_set_for_the_run_and_restored(monkeypatch):
+    """``--threads`` sets torch's intra-op threads for the run, checked first, and restores them."""
+    from pyro_circuits import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "_run_epi", lambda args, entry: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    cli.main(["epi", "lds2d", "--threads", "1"])
+    assert seen == [1] and torch.get_num_threads() == before
+    assert cli.main(["epi", "lds2d", "--threads", "0"]) == 2 and seen == [1]
+    assert torch.get_num_threads() == before
