@@ -217,7 +217,8 @@ def test_threads_set_for_the_run_and_restored(monkeypatch):
     seen = []
     monkeypatch.setattr(cli, "_run_epi", lambda args, entry: seen.append(torch.get_num_threads()))
     before = torch.get_num_threads()
-    cli.main(["epi", "lds2d", "--threads", "1"])
-    assert seen == [1] and torch.get_num_threads() == before
-    assert cli.main(["epi", "lds2d", "--threads", "0"]) == 2 and seen == [1]
+    cli.main(["epi", "lds2d", "--threads", "2"])
+    cli.main(["epi", "lds2d"])  # EPI's default: one thread
+    assert seen == [2, 1] and torch.get_num_threads() == before
+    assert cli.main(["epi", "lds2d", "--threads", "0"]) == 2 and seen == [2, 1]
     assert torch.get_num_threads() == before

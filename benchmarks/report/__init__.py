@@ -65,6 +65,7 @@ STUDIES: list[tuple[str, Callable[[list[dict]], str]]] = [
     ("ladder_calibration", studies.ladder_calibration),
     ("condition_ceiling", studies.condition_ceiling),
     ("stg_width", studies.stg_width),
+    ("threads", studies.threads),
 ]
 #: Records read with exact decimals (hand-written figures keep the digits they were written with).
 EXACT = {"demo"}

@@ -387,3 +387,27 @@ def stg_width(records: list[dict]) -> str:
             f"mode {hessian}.",
         ]
     return "\n".join(lines + _notes(records).split("\n") + provenance(records))
+
+
+def threads(records: list[dict]) -> str:
+    (record,) = records
+    rows = record["metrics"]["rows"]
+    counts = sorted({int(n) for row in rows for n in row["seconds"]})
+    body = [
+        [row["workload"], row["load"], *(f"{row['seconds'][str(n)]:.2f}" for n in counts),
+         f"{row['seconds'][str(counts[0])] / row['seconds'][str(counts[-1])]:.2f}",
+         f"{row['load_1min']:.1f}"]  # fmt: skip
+        for row in rows
+    ]
+    lines = [
+        "### torch intra-op threads per workload, idle and loaded",
+        "",
+        f"`benchmarks/studies/threads.py`, {day(record)}. Median wall time of 3 runs of each "
+        "workload (EPI on lds2d: 200 Adam steps of batch 500; the STG simulated for 400 draws; "
+        "10 LFADS SVI steps on the Lorenz data), with each thread count; *loaded*: one "
+        "busy-loop process on each other core." + _notes(records),
+        "",
+        table(["workload", "machine", *(f"{n} thread(s) (s)" for n in counts),
+               f"{counts[0]} ÷ {counts[-1]} threads", "load (1 min)"], body),  # fmt: skip
+    ]
+    return "\n".join(lines + provenance(records))
