@@ -59,9 +59,10 @@ def settings(args) -> tuple[dict, dict]:
         "npe": {
             "rounds": args.npe_rounds,
             "stop_distance": 0.5,
+            "patience": args.npe_patience or None,
             "density_estimator": "zuko_maf",
             "estimator_kwargs": {"hidden_features": 50, "num_transforms": 3},
-            "train_kwargs": {"max_num_epochs": args.npe_epochs},
+            "train_kwargs": npe_training(args),
             "check_samples": 1000,
         },
         "smcabc": {
@@ -72,6 +73,15 @@ def settings(args) -> tuple[dict, dict]:
         },
     }
     return budgets, options
+
+
+def npe_training(args) -> dict:
+    """sbi's training keywords: ``--npe-epochs 0`` trains each round until sbi's own stop (20
+    epochs without a better validation loss), as the paper's SNPE did."""
+    train = {"training_batch_size": args.npe_batch}
+    if args.npe_epochs:
+        train["max_num_epochs"] = args.npe_epochs
+    return train
 
 
 def plot(rows: list[dict]) -> None:
@@ -198,7 +208,16 @@ def main() -> None:
     parser.add_argument("--epi-init", type=int, default=300)
     parser.add_argument("--npe-round", type=int, default=1000)
     parser.add_argument("--npe-rounds", type=int, default=3)
-    parser.add_argument("--npe-epochs", type=int, default=30)
+    parser.add_argument(
+        "--npe-epochs", type=int, default=30, help="training epochs per round (0: sbi's stop)"
+    )
+    parser.add_argument("--npe-batch", type=int, default=200, help="NPE training batch size")
+    parser.add_argument(
+        "--npe-patience",
+        type=int,
+        default=0,
+        help="stop NPE after this many rounds without a better validation log-prob (0: never)",
+    )
     parser.add_argument("--smc-budget", type=int, default=20_000)
     parser.add_argument(
         "--smc-kernel-scale", type=float, default=1.0, help="SMC-ABC kernel_variance_scale"

@@ -117,11 +117,36 @@ def test_npe_recovers_gaussian_posterior(npe_result):
     assert abs(theta.mean().item() - 1.0) < 0.15
     assert 0.15 < theta.std().item() < 0.5  # true posterior sd ≈ 0.3; the prior's is 1.7
     assert npe_result.simulations == 500 and npe_result.wall_time > 0
-    assert list(npe_result.history.columns) == ["round", "simulations", "wall_time", "distance"]
+    assert list(npe_result.history.columns) == [
+        "round", "simulations", "wall_time", "distance", "validation_log_prob", "epochs_trained"
+    ]  # fmt: skip
     assert npe_result.history["distance"].iloc[-1] < 0.3
     assert torch.equal(npe_result.sample(5, seed=2)["theta"], npe_result.sample(5, seed=2)["theta"])
     log_q = npe_result.log_prob({"theta": torch.tensor([1.0, 2.9])})
     assert log_q[0] > log_q[1]
+
+
+def test_npe_patience_stops_at_the_first_rounds_without_a_better_validation_log_prob():
+    result = NPE(
+        gaussian_model,
+        PROP,
+        simulations=100,
+        rounds=8,
+        patience=1,
+        estimator_kwargs={"hidden_features": 8, "num_transforms": 1},
+        train_kwargs={"max_num_epochs": 3, "training_batch_size": 50},
+        check_samples=0,
+        seed=0,
+        progress=False,
+    )
+    log_probs = result.history["validation_log_prob"].tolist()
+    improved = [i == 0 or lp > max(log_probs[:i]) for i, lp in enumerate(log_probs)]
+    assert all(improved[:-1])  # no earlier round stalled, or the run would have stopped there
+    assert not improved[-1] or len(log_probs) == 8
+    assert result.simulations == 100 * len(log_probs)
+    assert (result.history["epochs_trained"] > 0).all()
+    with pytest.raises(ValueError, match="patience"):
+        NPE(gaussian_model, PROP, patience=0, progress=False)
 
 
 def test_smcabc_recovers_gaussian_posterior(smc_result):

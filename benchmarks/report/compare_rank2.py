@@ -14,9 +14,12 @@ def fmt(value, digits: str = ".0f") -> str:
 
 
 def label(row: dict) -> str:
-    """The method, with NPE's round size and SMC-ABC's kernel scale where not sbi's default 1."""
+    """The method, with NPE's round size (and, where set, training to sbi's own stop and the
+    rounds' patience) and SMC-ABC's kernel scale where not sbi's default 1."""
     if row["method"] == "npe":
-        return f"npe (rounds of {row['npe_round']:,})"
+        extra = ", trained to sbi's stop" if row.get("npe_epochs") == 0 else ""
+        extra += f", patience {row['npe_patience']}" if row.get("npe_patience") else ""
+        return f"npe (rounds of {row['npe_round']:,}{extra})"
     scale = row.get("kernel_scale", 1.0)
     return row["method"] + (f" (kernel × {scale:g})" if scale != 1.0 else "")
 
@@ -35,6 +38,8 @@ def rows_of(records: list[dict]) -> list[dict]:
             row.setdefault("budget", budgets[row["method"]])
             if row["method"] == "npe":
                 row.setdefault("npe_round", args["npe_round"])
+                row.setdefault("npe_epochs", args.get("npe_epochs", 30))
+                row.setdefault("npe_patience", args.get("npe_patience", 0))
             rows.append(row)
     return sorted(
         rows, key=lambda r: (r["n"], METHODS.index(r["method"]), r["budget"], label(r), r["seed"])

@@ -77,11 +77,12 @@ def build_flow(dim: int, config: FlowConfig, generator: torch.Generator | None =
         UnconditionalTransform,
     )
     from zuko.transforms import (
-        LULinearTransform,
         MonotonicAffineTransform,
         MonotonicRQSTransform,
         PermutationTransform,
     )
+
+    from pyro_circuits.epi.lu import MatrixLULinearTransform
 
     if config.coupling == "spline":
         univariate = partial(MonotonicRQSTransform, slope=1e-3)
@@ -104,7 +105,7 @@ def build_flow(dim: int, config: FlowConfig, generator: torch.Generator | None =
             order = torch.randperm(dim, generator=generator)
             transforms.append(UnconditionalTransform(PermutationTransform, order, buffer=True))
             if config.permutations == "lu":
-                transforms.append(UnconditionalTransform(LULinearTransform, torch.eye(dim)))
+                transforms.append(UnconditionalTransform(MatrixLULinearTransform, torch.eye(dim)))
     if config.post_affine:
         transforms.append(
             UnconditionalTransform(_elementwise_affine, torch.zeros(dim), torch.zeros(dim))

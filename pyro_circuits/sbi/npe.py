@@ -148,6 +148,7 @@ def NPE(
     estimator_kwargs: dict | None = None,
     train_kwargs: dict | None = None,
     stop_distance: float | None = None,
+    patience: int | None = None,
     check_samples: int = 1000,
     executor: Executor | None = None,
     simulation_batch_size: int = 1000,
@@ -162,12 +163,18 @@ def NPE(
     then the current posterior at x₀: sequential NPE with the atomic loss), simulates them and
     trains. After each round ``check_samples`` posterior draws are simulated to record the
     predictive distance ‖E[f] − x₀‖₂ in ``history`` (these checks are not counted in
-    ``simulations``); with ``stop_distance`` the rounds stop once it is below that value.
+    ``simulations``) beside the round's best validation log-probability; with
+    ``stop_distance`` the rounds stop once the distance is below that value, and with
+    ``patience`` once that many consecutive rounds have ended below the best validation
+    log-probability of the rounds before them (the reference SNPE's rule, with 2).
 
     Arguments:
         model, prop, params, model_args, model_kwargs: the circuit model and its property.
         simulations: simulations per round.
         rounds: maximum number of rounds.
+        stop_distance: stop after the first round whose predictive distance is below this.
+        patience: stop after this many consecutive rounds without a better validation
+            log-probability than every earlier round's (None: no such stop).
         density_estimator: an sbi estimator name (``"zuko_maf"``, ``"zuko_nsf"``, ``"maf"``,
             ``"nsf"``, ``"mdn"``, …) or a builder callable.
         estimator_kwargs: keywords of ``sbi.neural_nets.posterior_nn`` for a named estimator
@@ -206,6 +213,8 @@ def NPE(
     rounds = positive_int("rounds", rounds)
     if stop_distance is not None:
         positive_float("stop_distance", stop_distance)
+    if patience is not None:
+        positive_int("patience", patience)
     check_samples = nonnegative_int("check_samples", check_samples)
     estimator_kwargs = _check_estimator(density_estimator, estimator_kwargs)
     train_kwargs = check_keywords("train_kwargs", train_kwargs, NPE_C.train)
@@ -224,7 +233,7 @@ def NPE(
         tracker=tracker or _NoTracker(),
     )
     x0_here = x0.to(device)
-    proposal, rows, used = prior, [], 0
+    proposal, rows, used, stalled = prior, [], 0, 0
     for round_ in range(1, rounds + 1):
         theta = seeded(proposal.sample, chunk_seed(seed, round_), (simulations,))
         x = simulate(
@@ -244,15 +253,22 @@ def NPE(
         posterior.set_default_x(x0_here)
         proposal = posterior
         distance = _checked_distance(posterior, simulator, prop, x0_here, check_samples)
+        log_prob = -float(inference.summary["best_validation_loss"][-1])
+        improved = not rows or log_prob > max(row["validation_log_prob"] for row in rows)
+        stalled = 0 if improved else stalled + 1
         rows.append(
             {
                 "round": round_,
                 "simulations": used,
                 "wall_time": time.perf_counter() - start,
                 "distance": distance,
+                "validation_log_prob": log_prob,
+                "epochs_trained": int(inference.summary["epochs_trained"][-1]),
             }
         )
         if stop_distance is not None and distance < stop_distance:
+            break
+        if patience is not None and stalled >= patience:
             break
     if device.type != "cpu":
         cpu_prior = sbi_prior(ParameterSpace(program.priors))
@@ -269,6 +285,7 @@ def NPE(
         settings={
             "simulations": simulations,
             "rounds": rounds,
+            "patience": patience,
             "density_estimator": str(density_estimator),
             "estimator_kwargs": dict(estimator_kwargs or {}),
             "train_kwargs": dict(train_kwargs or {}),
