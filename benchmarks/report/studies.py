@@ -383,10 +383,19 @@ def stg_width(records: list[dict]) -> str:
             f"{conf['settings']['config']['iterations']} steps): converged {m['converged']} "
             f"(selected epoch {m['selected_epoch']}), entropy per epoch "
             f"{', '.join(f'{e:.2f}' for e in m['history']['entropy'])} nats, penalty c "
-            f"{', '.join(f'{c:g}' for c in m['history']['c'])}; Hessian eigenvalues at the "
-            f"mode {hessian}.",
+            f"{', '.join(f'{c:g}' for c in m['history']['c'])} (epoch 0: the fitted start); "
+            f"Hessian eigenvalues at the mode {hessian}, "
+            f"{_times_paper(m['hessian_eigenvalues'], runs['all']['metrics']['paper_hessian'])} "
+            "the paper's.",
         ]
     return "\n".join(lines + _notes(records).split("\n") + provenance(records))
+
+
+def _times_paper(eigenvalues: list[float], paper: list[float]) -> str:
+    """``3.6× and 1.7×``: each eigenvalue over the paper's, largest magnitudes paired."""
+    ours = sorted(eigenvalues, key=abs, reverse=True)
+    theirs = sorted(paper, key=abs, reverse=True)
+    return " and ".join(f"{a / b:.2g}×" for a, b in zip(ours, theirs, strict=True))
 
 
 def threads(records: list[dict]) -> str:

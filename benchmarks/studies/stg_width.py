@@ -99,12 +99,14 @@ def main() -> None:
     parser.add_argument("--epi", type=float, default=None, metavar="SD")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=600)
+    parser.add_argument("--tag", default="", help="suffix of the EPI run's record variant")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.epi is not None:
         configuration, metrics = epi_run(args.epi, args.epochs, args.iterations)
         flags = ["--epi", args.epi, "--epochs", args.epochs, "--iterations", args.iterations]
-        variant = f"epi_start_sd_{args.epi}"
+        flags += ["--tag", args.tag] if args.tag else []
+        variant = f"epi_start_sd_{args.epi}" + (f"_{args.tag}" if args.tag else "")
         path = write_record(STUDY, variant, command(f"benchmarks.studies.{STUDY}", *flags),
                             configuration, metrics)  # fmt: skip
         print(f"wrote {path}")
