@@ -24,6 +24,7 @@ from pyro_circuits.epi import EPIConfig, EPIGuide, FlowConfig, epi
 from pyro_circuits.epi.fit import epi_loss
 from pyro_circuits.property import EmergentProperty
 from pyro_circuits.sites import CircuitProgram
+from pyro_circuits.threads import thread_count, torch_threads
 
 __all__ = ["about", "epi_estimate", "main", "simulation_estimate"]
 
@@ -91,7 +92,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--budget", type=int, default=10_000, help="simulations per method and seed")
     cmp.add_argument(
-        "--threads", type=int, help="torch intra-op threads (default: torch's, one per core)"
+        "--threads",
+        type=int,
+        help="torch intra-op threads of every method (default: torch's, one per core, for NPE "
+        "and SMC-ABC, and EPI's own default of 1 for EPI)",
     )
     cmp.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed")
     cmp.add_argument("--draws", type=int, default=2000, help="predictive draws per run")
@@ -232,6 +236,7 @@ def _run_epi(args: argparse.Namespace, entry: BuiltinModel) -> int:
         seed=args.seed,
         progress=not args.quiet,
         device=device,
+        threads=args.threads,
     )
     paths = write_epi_report(result, args.out)
     if result.stopped is not None:
@@ -256,6 +261,8 @@ def _run_compare(args: argparse.Namespace, entry: BuiltinModel) -> int:
     writable_dir("--out", args.out)  # before the runs, not after them
     print(f"comparing {', '.join(args.methods)} on {args.model} for {prop}")
     options = {"epi": {"config": replace(entry.config, stop_early=True), "flow": entry.flow}}
+    if args.threads is not None:  # else EPI keeps its default of one thread
+        options["all"] = {"threads": args.threads}
     model = entry.build(args.n)
     runs = len(args.methods) * len(args.seeds)
     seconds = simulation_estimate(model, args.budget * runs)
@@ -303,21 +310,18 @@ def main(argv: list[str] | None = None) -> int:
         entry = resolve(args.model)
     except (ValueError, TypeError) as error:
         parser.error(str(error))  # a usage error: usage line, message, status 2
-    threads = torch.get_num_threads()
     try:
         positive_int("--n", args.n)
-        if args.threads is not None:
-            torch.set_num_threads(positive_int("--threads", args.threads))
+        threads = thread_count("--threads", args.threads)
         run = _run_compare if args.command == "compare" else _run_epi
-        return run(args, entry)
+        with torch_threads(threads):  # the duration estimate too; restored after
+            return run(args, entry)
     except USER_ERRORS as error:
         if args.debug:
             raise
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"{parser.prog} {args.command}: error: {message}", file=sys.stderr)
         return 2
-    finally:
-        torch.set_num_threads(threads)
 
 
 if __name__ == "__main__":

@@ -177,7 +177,9 @@ def compare(
         threshold: the shared criterion: converged when ‖E[f] − μ‖₂ < threshold (paper: 0.5).
         options: per-method keyword arguments, e.g. ``{"npe": {"rounds": 2}, "epi":
             {"config": EPIConfig(...)}, "smcabc": {"particles": 200}}``; ``params``,
-            ``model_args`` and ``model_kwargs`` go to every method through ``options["all"]``.
+            ``model_args``, ``model_kwargs`` and ``threads`` (torch's intra-op threads; without
+            it EPI runs with one, the others with torch's setting) go to every method through
+            ``options["all"]``.
         draws: predictive draws for the table and the InferenceData.
         moment_batches: batches of the EPI moment test applied to every method's predictive.
         out: folder for ``comparison.csv``, ``comparison.md``, ``<method>_seed<k>.nc``,

@@ -1,5 +1,6 @@
 """The pyro-circuits command: built-in and user models, epi and compare."""
 
+import importlib
 import logging
 import subprocess
 import sys
@@ -222,3 +223,32 @@ def test_threads_set_for_the_run_and_restored(monkeypatch):
     assert seen == [2, 1] and torch.get_num_threads() == before
     assert cli.main(["epi", "lds2d", "--threads", "0"]) == 2 and seen == [2, 1]
     assert torch.get_num_threads() == before
+
+
+def test_threads_reach_the_methods_and_compare_leaves_epi_its_default(monkeypatch):
+    """``epi --threads`` reaches ``epi()``; ``compare --threads`` reaches every method through
+    ``options["all"]``, and without it EPI keeps its own default (no threads option given)."""
+    from pyro_circuits import cli
+
+    comparison = importlib.import_module("pyro_circuits.compare")  # the module, not the function
+    calls = []
+
+    def stop(*args, **kwargs):  # what the API was asked, then a quick exit
+        calls.append((kwargs.get("threads"), kwargs.get("options"), torch.get_num_threads()))
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(cli, "epi_estimate", lambda *args: 0.0)
+    monkeypatch.setattr(cli, "simulation_estimate", lambda *args: 0.0)
+    monkeypatch.setattr(cli, "epi", stop)
+    monkeypatch.setattr(comparison, "compare", stop)
+    before = torch.get_num_threads()
+    for argv in (["epi", "lds2d", "--threads", "3"], ["epi", "lds2d"]):
+        assert cli.main(argv) == 2
+    assert [(threads, count) for threads, _, count in calls] == [(3, 3), (1, 1)]
+    calls.clear()
+    for argv in (["compare", "lds2d", "--threads", "3"], ["compare", "lds2d"]):
+        assert cli.main(argv) == 2
+    (_, given, count), (_, default, count_default) = calls
+    assert given["all"] == {"threads": 3} and count == 3
+    assert "all" not in default and "threads" not in default["epi"]
+    assert count_default == before and torch.get_num_threads() == before

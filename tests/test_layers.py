@@ -11,7 +11,7 @@ PACKAGE = ROOT / "pyro_circuits"
 #: Layers, lowest first. A module may import a lower layer, and its own layer where that layer
 #: is one unit (the ground floor, the top floor) or within its own unit (a method's subpackage).
 LAYERS = [
-    ("checks", "parallel", "property", "sites", "space"),
+    ("checks", "parallel", "property", "sites", "space", "threads"),
     ("handlers",),
     ("datasets", "metrics"),
     ("models",),

@@ -23,6 +23,7 @@ from pyro_circuits.sbi import (
 )
 from pyro_circuits.sites import CircuitProgram, noise
 from pyro_circuits.space import ParameterSpace
+from pyro_circuits.threads import torch_threads
 
 SIGMA = 0.3
 
@@ -210,6 +211,41 @@ def test_smcabc_stalled_by_the_prior_support_in_high_dimension_is_a_clear_error(
     assert stalled.value.acceptance < 1e-3 and stalled.value.kernel_draws >= 10_000
     # The same floor lets a low-dimensional run (D = 8, about 10 % inside) go through.
     assert rank2_smcabc(2, simulations=600, particles=50).simulations == 600
+
+
+TINY_RUNS = {
+    "npe": lambda model, **kw: NPE(
+        model, PROP, simulations=50, check_samples=0, progress=False,
+        estimator_kwargs={"hidden_features": 8, "num_transforms": 1},
+        train_kwargs={"max_num_epochs": 1, "training_batch_size": 50}, **kw,
+    ),
+    "smcabc": lambda model, **kw: SMCABC(
+        model, PROP, simulations=60, particles=10, progress=False, **kw
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("method", sorted(TINY_RUNS))
+def test_threads_hold_for_the_simulations_and_are_restored(method):
+    seen = []
+
+    def recording_model():
+        theta = pyro.sample("theta", dist.Uniform(-3.0, 3.0))
+        if theta.dim():  # a batch of simulations (the contract's first trace is one draw)
+            seen.append(torch.get_num_threads())
+        pyro.deterministic("f", theta + SIGMA * noise("eps", like=theta))
+
+    run = TINY_RUNS[method]
+    with torch_threads(3):  # a count no default gives
+        run(recording_model, threads=1)
+        given, seen[:] = set(seen), []
+        assert torch.get_num_threads() == 3
+        run(recording_model)
+        assert (given, set(seen)) == ({1}, {3})  # the default: torch's setting
+        seen.clear()
+        with pytest.raises(TypeError, match="threads"):
+            run(recording_model, threads=1.5)
+        assert seen == [] and torch.get_num_threads() == 3
 
 
 def test_model_without_statistics_is_rejected():

@@ -38,6 +38,7 @@ from pyro_circuits.parallel import check_executor, check_picklable, parallel_map
 from pyro_circuits.property import EmergentProperty, check_fit_arguments
 from pyro_circuits.sites import CircuitProgram
 from pyro_circuits.space import ParameterSpace
+from pyro_circuits.threads import thread_count, torch_threads
 
 __all__ = ["EPIConfig", "epi", "epi_loss", "initial_gaussian"]
 
@@ -187,6 +188,7 @@ def epi(
     executor: Executor | None = None,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    threads: int | None = 1,
 ) -> EPIResult:
     """Emergent property inference: the maximum-entropy distribution of circuit parameters
     whose statistics have the property's means and variances (Bittner et al., eLife 2021).
@@ -196,7 +198,9 @@ def epi(
     c ← βc (Welch test) after each epoch. This trains an :class:`EPIGuide` with
     :class:`EPILoss` on the paper's schedule (Gaussian initialisation, then epochs of Adam steps
     each ending in the convergence test); ``result.guide`` is the trained guide. Returns the
-    converged epoch of greatest entropy; with several ``seed`` values, the converged run of
+    converged epoch of greatest entropy (epoch 0, the fitted start, competes too: when the
+    optimisation only narrows a start that already has the property, the start is returned;
+    ``stop_early`` acts from epoch 1); with several ``seed`` values, the converged run of
     greatest entropy.
 
     Before optimising, a target that prior and initialisation draws never come near is named in
@@ -229,6 +233,10 @@ def epi(
             ``with torch.device(device)`` (see ``docs/scaling.md``); the result is returned on
             the CPU. Checked first: ``cuda`` without CUDA is a ValueError. The CUDA path has
             not yet been run on a GPU.
+        threads: torch intra-op threads of each run (on an executor, in each worker), restored
+            after it; default one, as fast as more on an idle machine for the flow's small
+            tensors and much faster when other work shares the cores (:mod:`pyro_circuits.threads`);
+            None keeps torch's setting.
 
     Example:
         >>> from pyro_circuits.models import LDS2D
@@ -243,6 +251,7 @@ def epi(
         model, prop, params, model_args, model_kwargs, flow, config, init, progress
     )
     device = torch_device("device", device)
+    threads = thread_count("threads", threads)
     seeds = _seeds(seed)
     check_executor(executor)
     program = CircuitProgram(model, params, tuple(model_args), dict(model_kwargs or {}))
@@ -265,7 +274,9 @@ def epi(
     check_picklable("the model", program, executor)
     warn_unreachable(program, prop, init, seed=seeds[0])  # warns on targets out of reach
     local = progress and executor is None
-    fit = partial(_fit, program, prop, flow, config, init, progress=local, device=device)
+    fit = partial(
+        _fit, program, prop, flow, config, init, progress=local, device=device, threads=threads
+    )
     results = parallel_map(
         fit, seeds, executor=executor, desc="EPI seeds", progress=progress and executor is not None
     )
@@ -322,12 +333,14 @@ def _fit(
     seed: int,
     progress: bool,
     device: torch.device,
+    threads: int | None,
 ) -> EPIResult:
     """One seeded EPI run: initialisation, then epochs of Adam steps and end-of-epoch tests,
     on ``device`` (the default device of the run, where the guide is moved and the model
-    runs); its result is on the CPU, bound to ``program``."""
+    runs) with ``threads`` torch threads; its result is on the CPU, bound to ``program``."""
     init = Normal(init.loc.to(device), init.scale.to(device))
-    with pyro.get_param_store().scope(), on_device(device):  # pyro.param values stay here
+    # pyro.param values stay in the scope; the thread count is restored after the run
+    with pyro.get_param_store().scope(), on_device(device), torch_threads(threads):
         result = _fit_in_scope(program, prop, flow_config, config, init, seed, progress)
     if device.type != "cpu":
         result.guide.to_device("cpu", program)
@@ -356,6 +369,7 @@ def _fit_in_scope(program, prop, flow_config, config, init, seed, progress) -> E
         record.add_epoch(0, 0, test, loss)
         if test.entropy_note is not None:
             warnings.warn(f"EPI epoch 0: {test.entropy_note}", stacklevel=3)
+        record.keep_if_converged(guide, test, 0)  # a feasible start competes on entropy too
         loss.update(test)
         optimizer = torch.optim.Adam(guide.parameters(), lr=config.lr)
         record.keep_last(guide)

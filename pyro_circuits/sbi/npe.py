@@ -36,6 +36,7 @@ from pyro_circuits.sbi.bridge import (
 )
 from pyro_circuits.sbi.result import NPEResult
 from pyro_circuits.space import ParameterSpace
+from pyro_circuits.threads import thread_count, torch_threads
 
 __all__ = ["NPE"]
 
@@ -156,6 +157,7 @@ def NPE(
     seed: int = 0,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    threads: int | None = None,
 ) -> NPEResult:
     """Neural posterior estimation (sbi ``NPE_C``) of p(θ | x₀) with x₀ the property mean.
 
@@ -196,6 +198,8 @@ def NPE(
             executor's workers simulate on the CPU). ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a
             ``torch.device``, checked first (``cuda`` without CUDA is a ValueError). The result's
             posterior is rebuilt on the CPU. The CUDA path has not yet been run on a GPU.
+        threads: torch intra-op threads for the rounds (simulations and training), restored
+            after them; default None: torch's setting (see :mod:`pyro_circuits.threads`).
 
     Example:
         >>> from pyro_circuits.models import LDS2D
@@ -209,6 +213,7 @@ def NPE(
     check_run(model, prop, params, model_args, model_kwargs, executor=executor,
               simulation_batch_size=simulation_batch_size, seed=seed, progress=progress)  # fmt: skip
     device = torch_device("device", device)
+    threads = thread_count("threads", threads)
     simulations = positive_int("simulations", simulations)
     rounds = positive_int("rounds", rounds)
     if stop_distance is not None:
@@ -234,42 +239,43 @@ def NPE(
     )
     x0_here = x0.to(device)
     proposal, rows, used, stalled = prior, [], 0, 0
-    for round_ in range(1, rounds + 1):
-        theta = seeded(proposal.sample, chunk_seed(seed, round_), (simulations,))
-        x = simulate(
-            simulator,
-            theta,
-            seed=seed,
-            stream=(round_,),
-            chunk_size=simulation_batch_size,
-            executor=executor,
-            progress=progress,
-        )
-        used += simulations
-        trained = inference.append_simulations(theta, x, proposal=proposal).train(
-            **{"show_train_summary": False, **(train_kwargs or {})}
-        )
-        posterior = inference.build_posterior(trained)
-        posterior.set_default_x(x0_here)
-        proposal = posterior
-        distance = _checked_distance(posterior, simulator, prop, x0_here, check_samples)
-        log_prob = -float(inference.summary["best_validation_loss"][-1])
-        improved = not rows or log_prob > max(row["validation_log_prob"] for row in rows)
-        stalled = 0 if improved else stalled + 1
-        rows.append(
-            {
-                "round": round_,
-                "simulations": used,
-                "wall_time": time.perf_counter() - start,
-                "distance": distance,
-                "validation_log_prob": log_prob,
-                "epochs_trained": int(inference.summary["epochs_trained"][-1]),
-            }
-        )
-        if stop_distance is not None and distance < stop_distance:
-            break
-        if patience is not None and stalled >= patience:
-            break
+    with torch_threads(threads):
+        for round_ in range(1, rounds + 1):
+            theta = seeded(proposal.sample, chunk_seed(seed, round_), (simulations,))
+            x = simulate(
+                simulator,
+                theta,
+                seed=seed,
+                stream=(round_,),
+                chunk_size=simulation_batch_size,
+                executor=executor,
+                progress=progress,
+            )
+            used += simulations
+            trained = inference.append_simulations(theta, x, proposal=proposal).train(
+                **{"show_train_summary": False, **(train_kwargs or {})}
+            )
+            posterior = inference.build_posterior(trained)
+            posterior.set_default_x(x0_here)
+            proposal = posterior
+            distance = _checked_distance(posterior, simulator, prop, x0_here, check_samples)
+            log_prob = -float(inference.summary["best_validation_loss"][-1])
+            improved = not rows or log_prob > max(row["validation_log_prob"] for row in rows)
+            stalled = 0 if improved else stalled + 1
+            rows.append(
+                {
+                    "round": round_,
+                    "simulations": used,
+                    "wall_time": time.perf_counter() - start,
+                    "distance": distance,
+                    "validation_log_prob": log_prob,
+                    "epochs_trained": int(inference.summary["epochs_trained"][-1]),
+                }
+            )
+            if stop_distance is not None and distance < stop_distance:
+                break
+            if patience is not None and stalled >= patience:
+                break
     if device.type != "cpu":
         cpu_prior = sbi_prior(ParameterSpace(program.priors))
         build = _estimator(density_estimator, estimator_kwargs, cpu_prior)

@@ -17,6 +17,7 @@ from pyro_circuits.checks import positive_float, positive_int, probability, torc
 from pyro_circuits.property import EmergentProperty, predictive_distance
 from pyro_circuits.sbi.bridge import SeededSimulator, check_run, prepare, sbi_prior
 from pyro_circuits.sbi.result import SMCABCResult
+from pyro_circuits.threads import thread_count, torch_threads
 
 __all__ = ["SMCABC", "SMCABCStalled"]
 
@@ -152,6 +153,7 @@ def SMCABC(
     seed: int = 0,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    threads: int | None = None,
 ) -> SMCABCResult:
     """Sequential Monte Carlo ABC (sbi ``SMCABC``, Beaumont et al. 2009) around x₀.
 
@@ -182,6 +184,8 @@ def SMCABC(
             (``cuda`` without CUDA is a ValueError). The populations, weights and kernel stay on
             the CPU: sbi's ``SMCABC`` computes its kernel covariance with NumPy. The result is on
             the CPU. The CUDA path has not yet been run on a GPU.
+        threads: torch intra-op threads for the populations (their simulations), restored after
+            them; default None: torch's setting (see :mod:`pyro_circuits.threads`).
 
     Example:
         >>> from pyro_circuits.models import LDS2D
@@ -193,6 +197,7 @@ def SMCABC(
     check_run(model, prop, params, model_args, model_kwargs, executor=executor,
               simulation_batch_size=simulation_batch_size, seed=seed, progress=progress)  # fmt: skip
     device = torch_device("device", device)
+    threads = thread_count("threads", threads)
     simulations = positive_int("simulations", simulations)
     positive_float("kernel_variance_scale", kernel_variance_scale)
     if not isinstance(distance_based_decay, bool):
@@ -225,7 +230,7 @@ def SMCABC(
     records: list = []
     start = time.perf_counter()
     wall_start = time.time()
-    with _populations(records):
+    with _populations(records), torch_threads(threads):
         final, summary = inference(
             x0,
             num_particles=particles,

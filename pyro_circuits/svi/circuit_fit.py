@@ -30,6 +30,7 @@ from pyro_circuits.svi.trial_matching import (
 from pyro_circuits.svi.trial_matching import (
     psth as trial_average,
 )
+from pyro_circuits.threads import thread_count, torch_threads
 
 __all__ = [
     "CircuitFit",
@@ -200,6 +201,7 @@ def fit_circuit(
     log_dir: str | None = None,
     seed: int = 0,
     progress: bool = True,
+    threads: int | None = None,
 ) -> CircuitFit:
     """Fit ``model`` to the recorded ``train`` trials by trial matching; keep the epoch with the
     lowest trial-matching loss on the ``test`` trials (each epoch: ``2·batch_size`` simulated
@@ -227,6 +229,9 @@ def fit_circuit(
         logger, log_dir: Lightning loggers of each epoch's record, as
             :func:`~pyro_circuits.svi.train` takes them (default: none).
         seed: seeds the simulation noise and the trial order (the model's own seed its weights).
+        progress: show a progress bar.
+        threads: torch intra-op threads for the fit, restored after it (default None: torch's
+            setting; see :mod:`pyro_circuits.threads`).
 
     Example:
         >>> from pyro_circuits.models import BioRNN
@@ -255,6 +260,7 @@ def fit_circuit(
         raise ValueError(f"patience must be a positive int or None, got {patience!r}")
     _check_inputs(train, test, train_inputs, test_inputs)
     recorded = _check_recorded(model, recorded, train.shape[-1])
+    threads = thread_count("threads", threads)
     from pyro_circuits.svi import lightning  # Lightning loads when training runs
 
     loggers = lightning.loggers(logger, log_dir)
@@ -291,7 +297,8 @@ def fit_circuit(
         logger=loggers,
     )
     model.project()
-    fit = loop.run()
+    with torch_threads(threads):
+        fit = loop.run()
     return CircuitFit(model, fit.history, fit.wall_time, fit.diverged)
 
 

@@ -37,6 +37,7 @@ from pyro_circuits.svi.elbo import Validation, partial_elbo_loss
 from pyro_circuits.svi.fit import SVIFit
 from pyro_circuits.svi.loop import Loop, Optimiser
 from pyro_circuits.svi.schedules import KLWarmup, L2Penalty, Staged
+from pyro_circuits.threads import thread_count, torch_threads
 
 __all__ = ["train"]
 
@@ -78,6 +79,7 @@ def train(
     logger=None,
     log_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    threads: int | None = None,
 ) -> SVIFit:
     """Fit ``model`` and ``guide`` to spike counts with minibatch SVI (:class:`~.loop.Loop`).
 
@@ -106,7 +108,9 @@ def train(
     ``Logger`` or a list of them; each epoch's record (loss, valid_loss, lr, ...) is logged at
     step = optimiser steps. ``device`` (default CPU), or ``accelerator`` (``"cpu"``, ``"cuda"``
     or ``"gpu"``, ``"mps"``, ``"auto"``) with ``devices`` (1 or ``[index]``): one device, as
-    SVI here runs in one process; the two must agree when both are given.
+    SVI here runs in one process; the two must agree when both are given. ``threads``: torch
+    intra-op threads for the training, restored after it (default None: torch's setting, which
+    suits an idle machine; 1 where other work shares the cores; :mod:`pyro_circuits.threads`).
 
     Every argument is checked before any work (a TypeError or ValueError naming it); counts and
     inputs may be NumPy arrays or integer tensors (converted to the model's float dtype). A
@@ -154,6 +158,7 @@ def train(
     loggers = lightning.loggers(logger, log_dir)
     device = lightning.resolve_device(device, accelerator, devices)
     seed = seed_int("seed", seed)
+    threads = thread_count("threads", threads)
     for name, flag in (("progress", progress), ("overwrite", overwrite)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
@@ -176,7 +181,8 @@ def train(
     loop = Loop(model, guide, to(counts), to(inputs), hooks=hooks, optimiser=adam, elbo=elbo,
                 validation=valid, batch_size=batch_size, max_epochs=max_epochs, seed=seed,
                 logger=loggers, trainer_callbacks=trainer_callbacks)  # fmt: skip
-    fit = loop.run()
+    with torch_threads(threads):
+        fit = loop.run()
     if fit.diverged is not None:
         warnings.warn(
             f"training {fit.diverged}; the parameters of epoch {fit.best_epoch} are kept",

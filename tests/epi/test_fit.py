@@ -5,6 +5,7 @@ import torch
 from torch.distributions import Normal
 
 from pyro_circuits import EmergentProperty, EPIConfig, EPIResult, FlowConfig, SimulationError, epi
+from pyro_circuits.threads import torch_threads
 
 TINY = EPIConfig(batch_size=64, epochs=1, iterations=5, test_batches=10, init_iterations=5)
 SMALL_FLOW = FlowConfig(units=16)
@@ -102,6 +103,32 @@ def test_several_seeds_keep_the_converged_run_of_greatest_entropy():
     assert result.seed == ranking["seed"]
 
 
+def test_runs_with_one_thread_by_default_or_the_given_count_and_restores_torch_s():
+    seen = []
+
+    def recording_model():
+        a = pyro.sample("a", dist.Uniform(-5.0, 5.0))
+        b = pyro.sample("b", dist.Uniform(-5.0, 5.0))
+        if a.requires_grad:  # the Adam steps (the pre-check simulates prior draws without grad)
+            seen.append(torch.get_num_threads())
+        pyro.deterministic("f", a)
+        pyro.deterministic("g", b)
+
+    fit = dict(config=TINY, flow=SMALL_FLOW, progress=False)
+    with torch_threads(3):  # a count no default gives
+        epi(recording_model, GAUSSIAN, **fit)
+        default, seen[:] = set(seen), []
+        epi(recording_model, GAUSSIAN, threads=2, **fit)
+        given, seen[:] = set(seen), []
+        epi(recording_model, GAUSSIAN, threads=None, **fit)
+        assert (default, given, set(seen)) == ({1}, {2}, {3})
+        assert torch.get_num_threads() == 3
+        seen.clear()
+        with pytest.raises(ValueError, match="threads"):
+            epi(recording_model, GAUSSIAN, threads=0, **fit)
+        assert seen == [] and torch.get_num_threads() == 3  # checked before any simulation
+
+
 def test_nan_from_the_simulator_is_reported_with_parameters():
     prop = EmergentProperty(mean={"f": 0.0}, variance={"f": 1.0})
     with pytest.raises(SimulationError, match="offending parameter values"):
@@ -147,3 +174,19 @@ def test_inference_data_groups():
     assert idata.posterior["a"].shape == (4, 100)
     assert idata.sample_stats.attrs["method"] == "epi"
     assert idata.constant_data["property_mean_f"].values.item() == 1.0
+
+
+def test_a_feasible_start_is_kept_when_the_optimisation_loses_it():
+    """Started at the property's own Gaussian, epoch 0 passes; an optimisation wrecked by a huge
+    learning rate fails every later test, so the start is the converged epoch returned."""
+    init = Normal(torch.tensor([1.0, -2.0]), torch.tensor([0.5, 1.0]))
+    config = EPIConfig(
+        batch_size=100, epochs=1, iterations=10, lr=5.0, c0=1.0, test_batch_size=300,
+        init_iterations=150, init_lr=1e-2,
+    )  # fmt: skip
+    result = epi(identity_model, GAUSSIAN, config=config, flow=SMALL_FLOW, init=init,
+                 progress=False)  # fmt: skip
+    history = result.history.set_index("epoch")
+    assert history.loc[0, "converged"] and not history.loc[1, "converged"]
+    assert result.converged and result.epoch == 0
+    assert result.selected_entropy == pytest.approx(history.loc[0, "entropy"])

@@ -9,7 +9,8 @@ from pyro_circuits.datasets import lorenz
 from pyro_circuits.guides import LFADSEncoder
 from pyro_circuits.handlers import scale_latents
 from pyro_circuits.models import LFADS
-from pyro_circuits.svi import SVIFit, partial_elbo_loss, train, trained_parameters
+from pyro_circuits.svi import Callback, SVIFit, partial_elbo_loss, train, trained_parameters
+from pyro_circuits.threads import torch_threads
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +300,30 @@ def test_trained_parameters_index_the_checkpoints_optimizer_state(data, tmp_path
             continue
         m_hat, v_hat = state[i]["exp_avg"] / 0.1, state[i]["exp_avg_sq"] / 1e-3
         torch.testing.assert_close(new.detach() - old, -lr * m_hat / (v_hat.sqrt() + 1e-8))
+
+
+class Threads(Callback):
+    """Records torch's intra-op thread count at every optimiser step."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_step_end(self, loop, loss):
+        self.seen.append(torch.get_num_threads())
+
+
+def test_threads_hold_for_the_training_and_are_restored(data):
+    counts = data.train.counts
+    with torch_threads(3):  # a count no default gives
+        given, default = Threads(), Threads()
+        train(*build(), counts, max_epochs=1, batch_size=10, threads=1, callbacks=[given],
+              progress=False)  # fmt: skip
+        assert torch.get_num_threads() == 3
+        train(*build(), counts, max_epochs=1, batch_size=10, callbacks=[default], progress=False)
+        assert (set(given.seen), set(default.seen)) == ({1}, {3})  # default: torch's setting
+        with pytest.raises(ValueError, match="threads"):
+            train(*build(), counts, threads=0, progress=False)
+        assert torch.get_num_threads() == 3
 
 
 @pytest.mark.parametrize(

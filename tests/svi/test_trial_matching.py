@@ -17,6 +17,7 @@ from pyro_circuits.svi import (
 )
 from pyro_circuits.svi.circuit_fit import reference_dataset
 from pyro_circuits.svi.trial_matching import assignment
+from pyro_circuits.threads import torch_threads
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -118,6 +119,21 @@ def test_fit_circuit_reduces_the_loss_checkpoints_and_validates(tmp_path):
         fit_circuit(model, data["train"], data["test"], groups, dt=2.0, method="x")
     with pytest.raises(TypeError, match="project"):
         fit_circuit(torch.nn.Linear(2, 2), data["train"], data["test"], groups, dt=2.0)
+
+
+def test_fit_circuit_runs_with_the_given_threads_and_restores_torch_s():
+    data = (torch.rand(8, 20, 10, generator=torch.Generator().manual_seed(0)) < 0.05).float()
+    model = BioRNN(n_exc=4, n_inh=1, n_steps=20, stim_step=5, seed=0)
+    seen, simulate = [], model.forward
+    model.forward = lambda *args, **kwargs: seen.append(torch.get_num_threads()) or simulate(
+        *args, **kwargs
+    )
+    with torch_threads(3):  # a count no default gives
+        fit_circuit(model, data, data, [model.area_mask(0)], dt=2.0, steps=2, batch_size=4,
+                    threads=1, progress=False)  # fmt: skip
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 3
+        with pytest.raises(ValueError, match="threads"):
+            fit_circuit(model, data, data, [model.area_mask(0)], dt=2.0, threads=-1)
 
 
 def test_matching_stays_within_conditions():
