@@ -230,7 +230,10 @@ def main() -> None:
     )
     parser.add_argument("--smc-budget", type=int, default=20_000)
     parser.add_argument(
-        "--smc-kernel-scale", type=float, default=1.0, help="SMC-ABC kernel_variance_scale"
+        "--smc-kernel-scale",
+        type=lambda v: v if v == "silverman" else float(v),
+        default=1.0,
+        help="SMC-ABC kernel_variance_scale: a number or 'silverman' (pyABC's default)",
     )
     parser.add_argument("--deadline", help="HH:MM (UTC): start no new size after this time")
     parser.add_argument("--threads", type=int, default=1)

@@ -2,6 +2,7 @@
 
 import arviz as az
 import matplotlib.pyplot as plt
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -267,3 +268,24 @@ def test_bad_arguments_name_themselves():
         SMCABC(gaussian_model, PROP, min_kernel_acceptance=1.0)
     with pytest.raises(TypeError, match="prop"):
         NPE(gaussian_model, {"f": 1.0})
+
+
+@pytest.mark.parametrize("particles, dim", [(1000, 8), (200, 1), (50, 20)])
+def test_silverman_scale_is_scipys_silverman_factor_squared(particles, dim):
+    from scipy.stats import gaussian_kde
+
+    from pyro_circuits.sbi.smcabc import silverman_scale
+
+    kde = gaussian_kde(np.random.default_rng(0).normal(size=(dim, particles)), "silverman")
+    assert silverman_scale(particles, dim) == pytest.approx(kde.factor**2)
+
+
+def test_smcabc_with_pyabcs_silverman_kernel():
+    from pyro_circuits.sbi.smcabc import silverman_scale
+
+    result = SMCABC(gaussian_model, PROP, simulations=1500, particles=100,
+                    kernel_variance_scale="silverman", seed=0, progress=False)  # fmt: skip
+    assert result.settings["kernel_variance_scale"] == pytest.approx(silverman_scale(100, 1))
+    assert abs(result.sample(1000, seed=0)["theta"].mean().item() - 1.0) < 0.2
+    with pytest.raises((TypeError, ValueError), match="kernel_variance_scale"):
+        SMCABC(gaussian_model, PROP, kernel_variance_scale="scott", progress=False)

@@ -20,8 +20,14 @@ def label(row: dict) -> str:
         extra = ", trained to sbi's stop" if row.get("npe_epochs") == 0 else ""
         extra += f", patience {row['npe_patience']}" if row.get("npe_patience") else ""
         return f"npe (rounds of {row['npe_round']:,}{extra})"
-    scale = row.get("kernel_scale", 1.0)
-    return row["method"] + (f" (kernel × {scale:g})" if scale != 1.0 else "")
+    return row["method"] + _kernel(row.get("kernel_scale", 1.0))
+
+
+def _kernel(scale) -> str:
+    """`` (kernel × 0.1)``, `` (pyABC's Silverman kernel)`` or nothing for sbi's default 1."""
+    if scale == "silverman":
+        return " (pyABC's Silverman kernel)"
+    return f" (kernel × {scale:g})" if scale != 1.0 else ""
 
 
 def label_order(name: str) -> tuple:
@@ -151,7 +157,7 @@ def _protocol(record: dict) -> str:
         )
     if "smcabc" in a["methods"]:
         parts.append(
-            f"SMC-ABC {a['smc_budget']:,} simulations, kernel covariance × {a['smc_kernel_scale']:g}"
+            f"SMC-ABC {a['smc_budget']:,} simulations,{_kernel(a['smc_kernel_scale']) or ' sbi kernel'}"
         )
     return f"`{record['variant']}`: " + "; ".join(parts)
 

@@ -19,7 +19,7 @@ from pyro_circuits.sbi.bridge import SeededSimulator, check_run, prepare, sbi_pr
 from pyro_circuits.sbi.result import SMCABCResult
 from pyro_circuits.threads import thread_count, torch_threads
 
-__all__ = ["SMCABC", "SMCABCStalled"]
+__all__ = ["SMCABC", "SMCABCStalled", "silverman_scale"]
 
 
 class SMCABCStalled(RuntimeError):
@@ -134,6 +134,17 @@ def _history(records: list, summary: dict, wall_start: float, prop) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
+def silverman_scale(particles: int, dim: int) -> float:
+    """pyABC's default perturbation-kernel scale: the square of Silverman's rule-of-thumb
+    bandwidth, (4 / (n (d + 2)))^(1 / (d + 4)), for ``particles`` n in ``dim`` d dimensions.
+
+    Example:
+        >>> round(silverman_scale(1000, 8), 3)
+        0.271
+    """
+    return (4 / (particles * (dim + 2))) ** (2 / (dim + 4))
+
+
 def SMCABC(
     model: Callable,
     prop: EmergentProperty,
@@ -146,7 +157,7 @@ def SMCABC(
     initial_population: int | None = None,
     epsilon_decay: float = 0.5,
     distance_based_decay: bool = True,
-    kernel_variance_scale: float = 1.0,
+    kernel_variance_scale: float | str = 1.0,
     min_kernel_acceptance: float = 1e-5,
     executor: Executor | None = None,
     simulation_batch_size: int = 1000,
@@ -168,7 +179,10 @@ def SMCABC(
         particles: population size; default ``min(1000, simulations // 20)`` (at least 10).
         initial_population: prior draws of population 0; default ``2 * particles``.
         epsilon_decay, distance_based_decay: the ε schedule.
-        kernel_variance_scale: scale of the Gaussian perturbation kernel's covariance.
+        kernel_variance_scale: scale of the Gaussian perturbation kernel's covariance (sbi's
+            kernel is the population's weighted covariance times this), or ``"silverman"``:
+            pyABC's default, Silverman's bandwidth squared, (4 / (particles (D + 2)))^(2 / (D + 4))
+            for D parameter dimensions (:func:`silverman_scale`).
         min_kernel_acceptance: the smallest fraction of perturbed particles inside the prior's
             support that is waited for; below it :class:`SMCABCStalled` is raised (0: wait
             forever, as sbi does). In D dimensions the fraction shrinks like c^D: with a
@@ -199,7 +213,8 @@ def SMCABC(
     device = torch_device("device", device)
     threads = thread_count("threads", threads)
     simulations = positive_int("simulations", simulations)
-    positive_float("kernel_variance_scale", kernel_variance_scale)
+    if kernel_variance_scale != "silverman":
+        positive_float("kernel_variance_scale", kernel_variance_scale)
     if not isinstance(distance_based_decay, bool):
         raise TypeError(f"distance_based_decay must be True or False, got {distance_based_decay!r}")
     if particles is None:
@@ -218,6 +233,8 @@ def SMCABC(
     args = (model, prop, params, model_args, model_kwargs, executor, device)
     program, simulator, x0 = prepare(*args)
     _require_bounded(simulator.space)
+    if kernel_variance_scale == "silverman":
+        kernel_variance_scale = silverman_scale(particles, simulator.space.dim)
     pyro.set_rng_seed(seed)
     chunked = SeededSimulator(
         simulator, seed=seed, chunk_size=simulation_batch_size, executor=executor, progress=progress
