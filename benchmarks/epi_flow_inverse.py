@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
 from zuko.transforms import LULinearTransform
 
+from benchmarks.epi_overhead import alternate
 from benchmarks.records import command, current_commit, now, write_record
 from pyro_circuits.catalog import MODELS
 from pyro_circuits.epi import EPIGuide
@@ -73,24 +72,13 @@ def time_size(n: int, steps: int, warmup: int = 1, seed: int = 0) -> dict:
     guide = EPIGuide(CircuitProgram(model), flow=entry.flow, seed=seed)
     loss = epi_loss(entry.property(), config, seed)
     optimizer = torch.optim.Adam(guide.parameters(), lr=config.lr)
-    wall = {way: [] for way in WAYS}
-    cpu = {way: [] for way in WAYS}
-    order = list(WAYS)
-    for rep in range(warmup + steps):
-        for i in range(len(order)):
-            way = order[(rep + i) % len(order)]
-            use(guide, way)
-            start, start_cpu = time.perf_counter(), time.process_time()
-            value = loss(model, guide)
-            optimizer.zero_grad()
-            value.backward()
-            optimizer.step()
-            if rep >= warmup:
-                wall[way].append(time.perf_counter() - start)
-                cpu[way].append(time.process_time() - start_cpu)
+
+    def step(way: str) -> torch.Tensor:
+        use(guide, way)
+        return loss(model, guide)
+
+    median, median_cpu = alternate(list(WAYS), step, optimizer, steps, warmup)
     largest = deviation(guide, config.batch_size)  # after the steps moved the LU factors
-    median = {way: statistics.median(t) * 1e3 for way, t in wall.items()}
-    median_cpu = {way: statistics.median(t) * 1e3 for way, t in cpu.items()}
     return {
         "n": n,
         "dim": 4 * n,

@@ -28,7 +28,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pyro
 import torch
@@ -174,6 +174,32 @@ def check_plain(name: str, seed: int = 0, n: int = 64) -> float:
     return worst
 
 
+def alternate(
+    ways: Sequence[str],
+    loss: Callable[[str], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    repeats: int,
+    warmup: int,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median wall and CPU milliseconds of an optimiser step on ``loss(way)`` for each way,
+    the ways alternating so that each takes each position in turn."""
+    wall: dict[str, list[float]] = {way: [] for way in ways}
+    cpu: dict[str, list[float]] = {way: [] for way in ways}
+    for rep in range(warmup + repeats):
+        for i in range(len(ways)):
+            way = ways[(rep + i) % len(ways)]
+            start, start_cpu = time.perf_counter(), time.process_time()
+            value = loss(way)
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+            if rep >= warmup:
+                wall[way].append(time.perf_counter() - start)
+                cpu[way].append(time.process_time() - start_cpu)
+    median = {way: statistics.median(t) * 1e3 for way, t in wall.items()}
+    return median, {way: statistics.median(t) * 1e3 for way, t in cpu.items()}
+
+
 def time_model(name: str, repeats: int, warmup: int = 3, seed: int = 0) -> dict:
     """Median milliseconds (wall and CPU) of one EPI step for each way, alternating, and the
     ratios to plain torch."""
@@ -190,22 +216,11 @@ def time_model(name: str, repeats: int, warmup: int = 3, seed: int = 0) -> dict:
     }
     guide = EPIGuide(program, flow=entry.flow, seed=seed)  # one flow, trained by every way
     optimizer = torch.optim.Adam(guide.parameters(), lr=config.lr)
-    wall: dict[str, list[float]] = {way: [] for way in WAYS}
-    cpu: dict[str, list[float]] = {way: [] for way in WAYS}
-    for rep in range(warmup + repeats):
-        for i in range(len(WAYS)):
-            way = WAYS[(rep + i) % len(WAYS)]  # each way takes each position in turn
-            start, start_cpu = time.perf_counter(), time.process_time()
-            step = steps[way]
-            value = step(guide) if way == "plain" else step(model, guide)
-            optimizer.zero_grad()
-            value.backward()
-            optimizer.step()
-            if rep >= warmup:
-                wall[way].append(time.perf_counter() - start)
-                cpu[way].append(time.process_time() - start_cpu)
-    median = {way: statistics.median(t) * 1e3 for way, t in wall.items()}
-    median_cpu = {way: statistics.median(t) * 1e3 for way, t in cpu.items()}
+
+    def loss(way: str) -> torch.Tensor:
+        return steps[way](guide) if way == "plain" else steps[way](model, guide)
+
+    median, median_cpu = alternate(WAYS, loss, optimizer, repeats, warmup)
     return {
         "batch_size": config.batch_size,
         "flow_units": entry.flow.units,
