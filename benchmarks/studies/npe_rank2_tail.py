@@ -1,0 +1,121 @@
+"""Why does NPE miss the rank-2 RNN's x₀ even with the paper's SNPE protocol?
+
+Two measurements on ``rank2_rnn(n)`` and its stable-amplification property (x₀ = (0.5, 1.5)):
+
+* the prior predictive: the mean and s.d. of the two statistics over uniform prior draws, their
+  distance to x₀, and the fraction of draws within 0.25 of x₀ (what a first round of NPE sees
+  near the observation);
+* one round of NPE at n = 2 on ``--simulations`` prior draws, trained to sbi's stop, three ways
+  (``zuko_maf`` with the package's support map, ``zuko_maf`` without it, sbi's nflows ``maf``;
+  3 transforms × 50 units): the best validation log-probability against the prior's (the
+  information the round gained about θ) and the posterior predictive's distance to x₀ on 2,000
+  draws.
+
+Regenerate (a few minutes; one record, ``benchmarks/records/npe_rank2_tail/all.json``)::
+
+    .venv/bin/python -m benchmarks.studies.npe_rank2_tail
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+
+from benchmarks.records import command, write_record
+from pyro_circuits.catalog import MODELS
+from pyro_circuits.sbi.bridge import prepare, sbi_prior
+from pyro_circuits.sbi.npe import _estimator
+from pyro_circuits.space import ParameterSpace
+
+STUDY = "npe_rank2_tail"
+WAYS = {
+    "zuko_maf, support map": ("zuko_maf", True),
+    "zuko_maf, no support map": ("zuko_maf", False),
+    "maf (nflows)": ("maf", False),
+}
+
+
+def setup(n: int):
+    entry = MODELS["rank2_rnn"]
+    model, prop = entry.build(n), entry.property()
+    program, simulator, x0 = prepare(model, prop, None, (), {}, None, torch.device("cpu"))
+    return simulator, x0.squeeze(0), sbi_prior(ParameterSpace(program.priors))
+
+
+def prior_predictive(n: int, draws: int) -> dict:
+    simulator, x0, prior = setup(n)
+    x = simulator(prior.sample((draws,)))
+    return {
+        "n": n,
+        "mean": x.mean(0).tolist(),
+        "sd": x.std(0).tolist(),
+        "distance_of_mean": (x.mean(0) - x0).norm().item(),
+        "within_0.25": ((x - x0).norm(dim=1) < 0.25).float().mean().item(),
+    }
+
+
+def one_round(simulations: int, seed: int) -> list[dict]:
+    from sbi.inference import NPE_C
+    from sbi.neural_nets import posterior_nn
+
+    simulator, x0, prior = setup(2)
+    torch.manual_seed(seed)
+    theta = prior.sample((simulations,))
+    x = simulator(theta)
+    prior_log_prob = -theta.shape[1] * math.log(2.0)  # uniform on [-1, 1] per coordinate
+    rows = []
+    for name, (estimator, support) in WAYS.items():
+        kwargs = {"hidden_features": 50, "num_transforms": 3}
+        build = (
+            _estimator(estimator, kwargs, prior)
+            if support
+            else posterior_nn(model=estimator, **kwargs)
+        )
+        inference = NPE_C(prior=prior, density_estimator=build, show_progress_bars=False)
+        net = inference.append_simulations(theta, x).train(training_batch_size=200)
+        posterior = inference.build_posterior(net)
+        predictive = simulator(posterior.sample((2000,), x=x0, show_progress_bars=False))
+        log_prob = -float(inference.summary["best_validation_loss"][-1])
+        rows.append(
+            {
+                "way": name,
+                "validation_log_prob": log_prob,
+                "gain_over_prior": log_prob - prior_log_prob,
+                "epochs": int(inference.summary["epochs_trained"][-1]),
+                "predictive_mean": predictive.mean(0).tolist(),
+                "distance": (predictive.mean(0) - x0).norm().item(),
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--draws", type=int, default=20_000)
+    parser.add_argument("--simulations", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    predictive = [prior_predictive(n, args.draws) for n in (2, 5, 10, 25)]
+    rows = one_round(args.simulations, args.seed)
+    flags = [
+        item
+        for key, value in vars(args).items()
+        if value != parser.get_default(key)
+        for item in (f"--{key}", value)
+    ]
+    write_record(
+        STUDY,
+        "all",
+        command(f"benchmarks.studies.{STUDY}", *flags),
+        vars(args),
+        {"prior_predictive": predictive, "one_round": rows},
+    )
+
+
+if __name__ == "__main__":
+    main()
