@@ -68,6 +68,8 @@ STUDIES: list[tuple[str, Callable[[list[dict]], str]]] = [
     ("condition_ceiling", studies.condition_ceiling),
     ("stg_width", studies.stg_width),
     ("threads", studies.threads),
+    ("npe_rank2_tail", studies.npe_rank2_tail),
+    ("sc_seeds", studies.sc_seeds),
 ]
 #: Records read with exact decimals (hand-written figures keep the digits they were written with).
 EXACT = {"demo"}
