@@ -157,7 +157,7 @@ def _protocol(record: dict) -> str:
         )
     if "smcabc" in a["methods"]:
         parts.append(
-            f"SMC-ABC {a['smc_budget']:,} simulations,{_kernel(a['smc_kernel_scale']) or ' sbi kernel'}"
+            f"SMC-ABC {a['smc_budget']:,} simulations{_kernel(a['smc_kernel_scale']) or ' (sbi kernel)'}"
         )
     return f"`{record['variant']}`: " + "; ".join(parts)
 
@@ -179,7 +179,9 @@ def _rerun(records: list[dict]) -> list[str]:
         "log-probability (the paper's stop; its time limit was 1.5 days). SMC-ABC with pyABC's "
         'default perturbation kernel (`kernel_variance_scale="silverman"`: Silverman\'s '
         "bandwidth squared times the population's weighted covariance, 0.27 at n = 2 and 0.49 "
-        "at n = 5, where sbi's default is 1). The criterion and columns are those above. " + PAPER,
+        "at n = 5, where sbi's default is 1), run at n ≤ 5, where pyABC's was tractable (at n ≥ "
+        "25 sbi's kernel stalls: the kernel study below). The criterion and columns are those "
+        "above. " + PAPER,
         "",
         *(f"* {_protocol(r)}" for r in records),
         "",
