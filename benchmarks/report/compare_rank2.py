@@ -159,7 +159,8 @@ def _protocol(record: dict) -> str:
         parts.append(
             f"SMC-ABC {a['smc_budget']:,} simulations{_kernel(a['smc_kernel_scale']) or ' (sbi kernel)'}"
         )
-    return f"`{record['variant']}`: " + "; ".join(parts)
+    note = f". {record['notes']}" if record.get("notes") else ""
+    return f"`{record['variant']}`: " + "; ".join(parts) + note
 
 
 def _rerun(records: list[dict]) -> list[str]:
