@@ -67,6 +67,7 @@ def settings(args) -> tuple[dict, dict]:
             "rounds": args.npe_rounds,
             "stop_distance": 0.5,
             "patience": args.npe_patience or None,
+            "max_time": args.npe_max_time * 60 or None,
             "density_estimator": "zuko_maf",
             "estimator_kwargs": {"hidden_features": 50, "num_transforms": 3},
             "train_kwargs": npe_training(args),
@@ -227,6 +228,12 @@ def main() -> None:
         type=int,
         default=0,
         help="stop NPE after this many rounds without a better validation log-prob (0: never)",
+    )
+    parser.add_argument(
+        "--npe-max-time",
+        type=float,
+        default=0,
+        help="NPE starts no new round after this many minutes (0: no limit)",
     )
     parser.add_argument("--smc-budget", type=int, default=20_000)
     parser.add_argument(

@@ -151,6 +151,23 @@ def test_npe_patience_stops_at_the_first_rounds_without_a_better_validation_log_
         NPE(gaussian_model, PROP, patience=0, progress=False)
 
 
+def test_npe_max_time_starts_no_round_after_the_limit():
+    small = {
+        "simulations": 100,
+        "rounds": 3,
+        "estimator_kwargs": {"hidden_features": 8, "num_transforms": 1},
+        "train_kwargs": {"max_num_epochs": 2, "training_batch_size": 50},
+        "check_samples": 0,
+        "progress": False,
+    }
+    result = NPE(gaussian_model, PROP, max_time=1e-6, **small)
+    assert len(result.history) == 1 and result.simulations == 100  # the first round finishes
+    assert result.settings["max_time"] == 1e-6
+    assert len(NPE(gaussian_model, PROP, max_time=3600.0, **small).history) == 3
+    with pytest.raises(ValueError, match="max_time"):
+        NPE(gaussian_model, PROP, max_time=0.0, progress=False)
+
+
 def test_smcabc_recovers_gaussian_posterior(smc_result):
     assert isinstance(smc_result, SMCABCResult)
     theta = smc_result.sample(2000, seed=1)["theta"]

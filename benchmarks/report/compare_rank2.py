@@ -146,6 +146,7 @@ def _protocol(record: dict) -> str:
     if "npe" in a["methods"]:
         epochs = a["npe_epochs"] or "sbi's stop (20 epochs without a better validation loss)"
         patience = a.get("npe_patience") or 0
+        minutes = a.get("npe_max_time") or 0
         parts.append(
             f"NPE rounds of {a['npe_round']:,} (≤ {a['npe_rounds']}), training batch "
             f"{a.get('npe_batch', 200)}, each round trained to {epochs}"
@@ -154,6 +155,7 @@ def _protocol(record: dict) -> str:
                 if patience
                 else ""
             )
+            + (f", no round started after {minutes:g} min" if minutes else "")
         )
     if "smcabc" in a["methods"]:
         parts.append(

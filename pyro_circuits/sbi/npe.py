@@ -150,6 +150,7 @@ def NPE(
     train_kwargs: dict | None = None,
     stop_distance: float | None = None,
     patience: int | None = None,
+    max_time: float | None = None,
     check_samples: int = 1000,
     executor: Executor | None = None,
     simulation_batch_size: int = 1000,
@@ -168,7 +169,8 @@ def NPE(
     ``simulations``) beside the round's best validation log-probability; with
     ``stop_distance`` the rounds stop once the distance is below that value, and with
     ``patience`` once that many consecutive rounds have ended below the best validation
-    log-probability of the rounds before them (the reference SNPE's rule, with 2).
+    log-probability of the rounds before them (the reference SNPE's rule, with 2). With
+    ``max_time`` no round starts once that many seconds have passed (the reference's time limit).
 
     Arguments:
         model, prop, params, model_args, model_kwargs: the circuit model and its property.
@@ -177,6 +179,8 @@ def NPE(
         stop_distance: stop after the first round whose predictive distance is below this.
         patience: stop after this many consecutive rounds without a better validation
             log-probability than every earlier round's (None: no such stop).
+        max_time: start no new round after this many seconds of wall time; the round under way
+            finishes (None: no limit).
         density_estimator: an sbi estimator name (``"zuko_maf"``, ``"zuko_nsf"``, ``"maf"``,
             ``"nsf"``, ``"mdn"``, …) or a builder callable.
         estimator_kwargs: keywords of ``sbi.neural_nets.posterior_nn`` for a named estimator
@@ -220,6 +224,8 @@ def NPE(
         positive_float("stop_distance", stop_distance)
     if patience is not None:
         positive_int("patience", patience)
+    if max_time is not None:
+        positive_float("max_time", max_time)
     check_samples = nonnegative_int("check_samples", check_samples)
     estimator_kwargs = _check_estimator(density_estimator, estimator_kwargs)
     train_kwargs = check_keywords("train_kwargs", train_kwargs, NPE_C.train)
@@ -276,6 +282,8 @@ def NPE(
                 break
             if patience is not None and stalled >= patience:
                 break
+            if max_time is not None and time.perf_counter() - start >= max_time:
+                break
     if device.type != "cpu":
         cpu_prior = sbi_prior(ParameterSpace(program.priors))
         build = _estimator(density_estimator, estimator_kwargs, cpu_prior)
@@ -292,6 +300,7 @@ def NPE(
             "simulations": simulations,
             "rounds": rounds,
             "patience": patience,
+            "max_time": max_time,
             "density_estimator": str(density_estimator),
             "estimator_kwargs": dict(estimator_kwargs or {}),
             "train_kwargs": dict(train_kwargs or {}),
