@@ -45,9 +45,15 @@ def _model_run(m: dict) -> str | None:
 def _demo(record: dict) -> list[str]:
     """The demo's EPI before and after the light path, where a record has them."""
     rows = [
-        [when, f"{m['epi_s']:.1f}", f"{m['whole_command_s']:g}", f"{m['user_cpu_s']:.1f}",
-         f"{m['load_1min'][0]:g} → {m['load_1min'][1]:g}", m["converged_epoch"],
-         f"{m['entropy_nats']:.3f}"]  # fmt: skip
+        [
+            when,
+            f"{m['epi_s']:.1f}",
+            f"{m['whole_command_s']:g}",
+            f"{m['user_cpu_s']:.1f}",
+            f"{m['load_1min'][0]:g} → {m['load_1min'][1]:g}",
+            m["converged_epoch"],
+            f"{m['entropy_nats']:.3f}",
+        ]  # fmt: skip
         for when, m in record["metrics"].items()
     ]
     header = ["demo run", "EPI (s)", "whole command (s)", "user CPU (s)", "load (1 min)",

@@ -345,8 +345,14 @@ def stg_width(records: list[dict]) -> str:
         return [f"{r['mean']:.3f} ± {r['noise_sd']:.3f}" for r in rows]
 
     body = [
-        [f"{r['sd_v1']:g}", f"{r['sd_v2']:g}", f"{r['mean']:.4f}", f"{r['second_moment']:.2e}",
-         "yes" if r["meets"] else "no", f"{r['entropy']:.2f}"]  # fmt: skip
+        [
+            f"{r['sd_v1']:g}",
+            f"{r['sd_v2']:g}",
+            f"{r['mean']:.4f}",
+            f"{r['second_moment']:.2e}",
+            "yes" if r["meets"] else "no",
+            f"{r['entropy']:.2f}",
+        ]  # fmt: skip
         for r in grid["gaussians"]
     ]
     lines = [
@@ -356,12 +362,21 @@ def stg_width(records: list[dict]) -> str:
         "EPI benchmark's Hessian at its mode, the hub frequency (mean ± simulator-noise s.d. "
         "over 32 noise draws) at −0.6, 0 and +0.6 nS reads "
         f"v1: {', '.join(along('v1'))}; v2: {', '.join(along('v2'))}. Gaussians centred on the "
-        "mode with those principal axes, each simulated with fresh draws; \"within\" means the "
+        'mode with those principal axes, each simulated with fresh draws; "within" means the '
         "second moment about 0.55 Hz is at most the property's 0.025² (the property asks for "
         "equality, which a slightly wider Gaussian reaches) and the mean within 0.005 Hz.",
         "",
-        table(["s.d. v1 (nS)", "s.d. v2 (nS)", "mean (Hz)", "E[(f − 0.55)²]", "within",
-               "entropy (nats)"], body),  # fmt: skip
+        table(
+            [
+                "s.d. v1 (nS)",
+                "s.d. v2 (nS)",
+                "mean (Hz)",
+                "E[(f − 0.55)²]",
+                "within",
+                "entropy (nats)",
+            ],
+            body,
+        ),  # fmt: skip
         "",
         f"The widest Gaussian within the property has Hessian eigenvalues "
         f"{widest['hessian'][0]:.3g} and {widest['hessian'][1]:.3g} (the paper: {paper}) and "
@@ -403,9 +418,13 @@ def threads(records: list[dict]) -> str:
     rows = record["metrics"]["rows"]
     counts = sorted({int(n) for row in rows for n in row["seconds"]})
     body = [
-        [row["workload"], row["load"], *(f"{row['seconds'][str(n)]:.2f}" for n in counts),
-         f"{row['seconds'][str(counts[0])] / row['seconds'][str(counts[-1])]:.2f}",
-         f"{row['load_1min']:.1f}"]  # fmt: skip
+        [
+            row["workload"],
+            row["load"],
+            *(f"{row['seconds'][str(n)]:.2f}" for n in counts),
+            f"{row['seconds'][str(counts[0])] / row['seconds'][str(counts[-1])]:.2f}",
+            f"{row['load_1min']:.1f}",
+        ]  # fmt: skip
         for row in rows
     ]
     lines = [
@@ -416,11 +435,18 @@ def threads(records: list[dict]) -> str:
         "10 LFADS SVI steps on the Lorenz data), with each thread count; *loaded*: one "
         "busy-loop process on each other core." + _notes(records),
         "",
-        table(["workload", "machine", *(f"{n} thread(s) (s)" for n in counts),
-               f"{counts[0]} ÷ {counts[-1]} threads", "load (1 min)"], body),  # fmt: skip
+        table(
+            [
+                "workload",
+                "machine",
+                *(f"{n} thread(s) (s)" for n in counts),
+                f"{counts[0]} ÷ {counts[-1]} threads",
+                "load (1 min)",
+            ],
+            body,
+        ),  # fmt: skip
     ]
     return "\n".join(lines + provenance(records))
-
 
 
 SC_GAIN = 0.02  # R² the seed's label may add before the seeds count as different functions
@@ -441,8 +467,14 @@ def _sc_seed_tables(m: dict, large: float) -> list[str]:
     """The seeds' q and their silencing effects, measured and predicted from the others."""
     seeds = m["seeds"]
     shape = [
-        [s, f"{r['entropy']:.2f}", r["converged"], r["larger_check"], f"{r['sW_negative']:.2f}",
-         *(f"{p['mean']:+.2f} ± {p['sd']:.2f}" for p in r["params"].values())]  # fmt: skip
+        [
+            s,
+            f"{r['entropy']:.2f}",
+            r["converged"],
+            r["larger_check"],
+            f"{r['sW_negative']:.2f}",
+            *(f"{p['mean']:+.2f} ± {p['sd']:.2f}" for p in r["params"].values()),
+        ]  # fmt: skip
         for s, r in seeds.items()
     ]
     effects = []
@@ -450,10 +482,18 @@ def _sc_seed_tables(m: dict, large: float) -> list[str]:
         h, first = r["held_out"], r.get("first_1000")
         covered = h.get("covered_measured")
         effects.append(
-            [s, _pm(r["pro"]), _pm(r["anti"]), f"{r['anti_large']:.2f}", f"{h['predicted']:+.3f}",
-             f"{h['r2']:.2f}", f"{h['covered']:.2f}", _pm(covered) if covered else "–",
-             f"{h['covered_predicted']:+.3f}" if covered else "–",
-             f"{first['anti']:+.4f} / {first['benchmark']:+.4f}" if first else "–"]  # fmt: skip
+            [
+                s,
+                _pm(r["pro"]),
+                _pm(r["anti"]),
+                f"{r['anti_large']:.2f}",
+                f"{h['predicted']:+.3f}",
+                f"{h['r2']:.2f}",
+                f"{h['covered']:.2f}",
+                _pm(covered) if covered else "–",
+                f"{h['covered_predicted']:+.3f}" if covered else "–",
+                f"{first['anti']:+.4f} / {first['benchmark']:+.4f}" if first else "–",
+            ]  # fmt: skip
         )
     transfer = [
         [f"seed {a}", *(f"{row[b]:+.3f}" for b in seeds)] for a, row in m["transfer"].items()
@@ -461,17 +501,38 @@ def _sc_seed_tables(m: dict, large: float) -> list[str]:
     transfer.append(["*measured*", *(_pm(r["anti"]) for r in seeds.values())])
     names = next(iter(seeds.values()))["params"]
     return [
-        table(["seed", "entropy (nats)", "epoch test", "larger check", "share sW < 0",
-               *(f"{p} mean ± sd" for p in names)], shape),  # fmt: skip
+        table(
+            [
+                "seed",
+                "entropy (nats)",
+                "epoch test",
+                "larger check",
+                "share sW < 0",
+                *(f"{p} mean ± sd" for p in names),
+            ],
+            shape,
+        ),  # fmt: skip
         "",
         f"Error increases at γ = {m['gamma']} (mean ± se over the draws); *predicted*: by the "
         "fit on the other seeds' draws; *covered*: the share of the seed's draws that lie near "
         "another seed's draw, and over those the measured and predicted mean; the last column "
         "repeats the benchmark's 1000 draws and noise (here / its record).",
         "",
-        table(["seed", "Δ Pro", "Δ Anti", f"share Δ Anti > {large:g}", "Δ Anti predicted",
-               "held-out R²", "covered", "covered: Δ Anti", "covered: predicted",
-               "benchmark's draws: Δ Anti here / recorded"], effects),  # fmt: skip
+        table(
+            [
+                "seed",
+                "Δ Pro",
+                "Δ Anti",
+                f"share Δ Anti > {large:g}",
+                "Δ Anti predicted",
+                "held-out R²",
+                "covered",
+                "covered: Δ Anti",
+                "covered: predicted",
+                "benchmark's draws: Δ Anti here / recorded",
+            ],
+            effects,
+        ),  # fmt: skip
         "",
         "Mean Δ Anti that the fit on one seed's draws (row) predicts for each seed's draws "
         "(column; on its own draws cross-validated), and the measured mean:",
@@ -489,8 +550,12 @@ def _sc_bins_table(m: dict) -> str:
         return f"– ({c['n']})" if c["n"] else ""
 
     rows = [
-        [b["sW"], f"[{b['vW'][0]:g}, {b['vW'][1]:g})", *(cell(b["seeds"][s]) for s in seeds),
-         f"{b['p']:.2g}" if b["p"] is not None else "–"]  # fmt: skip
+        [
+            b["sW"],
+            f"[{b['vW'][0]:g}, {b['vW'][1]:g})",
+            *(cell(b["seeds"][s]) for s in seeds),
+            f"{b['p']:.2g}" if b["p"] is not None else "–",
+        ]  # fmt: skip
         for b in m["bins"]
     ]
     return table(["sW", "vW", *(f"seed {s}" for s in seeds), "p (equal means)"], rows)
@@ -591,8 +656,10 @@ def sc_seeds(records: list[dict]) -> str:
     m, conf = record["metrics"], record["configuration"]
     where = "; ".join(
         f"{label} ({v['n']}): " + ", ".join(f"{k} {x:+.2f}" for k, x in v.items() if k != "n")
-        for label, v in ((f"with Δ Anti > {conf['large']:g}", m["large"].get("large")),
-                         ("of the rest", m["large"].get("rest")))  # fmt: skip
+        for label, v in (
+            (f"with Δ Anti > {conf['large']:g}", m["large"].get("large")),
+            ("of the rest", m["large"].get("rest")),
+        )  # fmt: skip
         if v
     )
     lines = [
@@ -626,14 +693,25 @@ def npe_rank2_tail(records: list[dict]) -> str:
     (record,) = records
     m = record["metrics"]
     tail = [
-        [r["n"], 4 * r["n"], ", ".join(f"{v:.2f}" for v in r["mean"]),
-         ", ".join(f"{v:.2f}" for v in r["sd"]), f"{r['distance_of_mean']:.2f}",
-         f"{r['within_0.25']:.2g}"]  # fmt: skip
+        [
+            r["n"],
+            4 * r["n"],
+            ", ".join(f"{v:.2f}" for v in r["mean"]),
+            ", ".join(f"{v:.2f}" for v in r["sd"]),
+            f"{r['distance_of_mean']:.2f}",
+            f"{r['within_0.25']:.2g}",
+        ]  # fmt: skip
         for r in m["prior_predictive"]
     ]
     rounds = [
-        [r["way"], f"{r['validation_log_prob']:.2f}", f"{r['gain_over_prior']:.2f}", r["epochs"],
-         ", ".join(f"{v:.2f}" for v in r["predictive_mean"]), f"{r['distance']:.2f}"]  # fmt: skip
+        [
+            r["way"],
+            f"{r['validation_log_prob']:.2f}",
+            f"{r['gain_over_prior']:.2f}",
+            r["epochs"],
+            ", ".join(f"{v:.2f}" for v in r["predictive_mean"]),
+            f"{r['distance']:.2f}",
+        ]  # fmt: skip
         for r in m["one_round"]
     ]
     lines = [
@@ -650,7 +728,16 @@ def npe_rank2_tail(records: list[dict]) -> str:
         "log-probability over the uniform prior's, −8 log 2; the predictive is 2,000 posterior "
         "draws at x₀:",
         "",
-        table(["estimator", "validation log-prob", "gain over the prior (nats)", "epochs",
-               "predictive mean", "‖mean − x₀‖"], rounds),  # fmt: skip
+        table(
+            [
+                "estimator",
+                "validation log-prob",
+                "gain over the prior (nats)",
+                "epochs",
+                "predictive mean",
+                "‖mean − x₀‖",
+            ],
+            rounds,
+        ),  # fmt: skip
     ]
     return "\n".join(lines + provenance(records))
