@@ -9,11 +9,17 @@ Two measurements on ``rank2_rnn(n)`` and its stable-amplification property (x₀
   (``zuko_maf`` with the package's support map, ``zuko_maf`` without it, sbi's nflows ``maf``;
   3 transforms × 50 units): the best validation log-probability against the prior's (the
   information the round gained about θ) and the posterior predictive's distance to x₀ on 2,000
-  draws.
+  draws;
+* with ``--rounds R``, instead: the package's ``NPE`` at n = 2 with the paper's protocol (rounds
+  of 1,000, trained to sbi's stop, batch 200) for R rounds without the patience stop, each
+  round's predictive distance and validation log-probability, for ``--seeds`` (does the
+  reference's stop end the rounds before they would converge?).
 
-Regenerate (a few minutes; one record, ``benchmarks/records/npe_rank2_tail/all.json``)::
+Regenerate (a few minutes; ``benchmarks/records/npe_rank2_tail/all.json``; with ``--rounds 20
+--seeds 1 2``, ``rounds.json``, about an hour)::
 
     .venv/bin/python -m benchmarks.studies.npe_rank2_tail
+    .venv/bin/python -m benchmarks.studies.npe_rank2_tail --rounds 20 --seeds 1 2
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import torch
 
 from benchmarks.records import command, write_record
 from pyro_circuits.catalog import MODELS
+from pyro_circuits.sbi import NPE
 from pyro_circuits.sbi.bridge import prepare, sbi_prior
 from pyro_circuits.sbi.npe import _estimator
 from pyro_circuits.space import ParameterSpace
@@ -92,26 +99,55 @@ def one_round(simulations: int, seed: int) -> list[dict]:
     return rows
 
 
+def many_rounds(rounds: int, seeds: list[int]) -> list[dict]:
+    """The per-round history of the paper's SNPE protocol at n = 2, with no patience stop."""
+    entry = MODELS["rank2_rnn"]
+    runs = []
+    for seed in seeds:
+        result = NPE(
+            entry.build(2),
+            entry.property(),
+            simulations=1000,
+            rounds=rounds,
+            estimator_kwargs={"hidden_features": 50, "num_transforms": 3},
+            train_kwargs={"training_batch_size": 200},
+            check_samples=1000,
+            seed=seed,
+            progress=False,
+            threads=1,
+        )
+        runs.append({"seed": seed, "history": result.history.to_dict("records")})
+        print(result.history, flush=True)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=20_000)
     parser.add_argument("--simulations", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=0, help="NPE rounds without the stop")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    predictive = [prior_predictive(n, args.draws) for n in (2, 5, 10, 25)]
-    rows = one_round(args.simulations, args.seed)
     flags = [
         item
         for key, value in vars(args).items()
         if value != parser.get_default(key)
-        for item in (f"--{key}", value)
+        for item in (f"--{key}", *(value if isinstance(value, list) else [value]))
     ]
+    regenerate = command(f"benchmarks.studies.{STUDY}", *flags)
+    if args.rounds:
+        runs = many_rounds(args.rounds, args.seeds)
+        write_record(STUDY, "rounds", regenerate, vars(args), {"runs": runs})
+        return
+    predictive = [prior_predictive(n, args.draws) for n in (2, 5, 10, 25)]
+    rows = one_round(args.simulations, args.seed)
     write_record(
         STUDY,
         "all",
-        command(f"benchmarks.studies.{STUDY}", *flags),
+        regenerate,
         vars(args),
         {"prior_predictive": predictive, "one_round": rows},
     )
