@@ -13,7 +13,8 @@ Two measurements on ``rank2_rnn(n)`` and its stable-amplification property (x₀
 * with ``--rounds R``, instead: the package's ``NPE`` at n = 2 with the paper's protocol (rounds
   of 1,000, trained to sbi's stop, batch 200) for R rounds without the patience stop, each
   round's predictive distance and validation log-probability, for ``--seeds`` (does the
-  reference's stop end the rounds before they would converge?).
+  reference's stop end the rounds before they would converge?); ``--transforms`` and
+  ``--hidden`` change the flow (is the paper's 3 × 50 too small?).
 
 Regenerate (a few minutes; ``benchmarks/records/npe_rank2_tail/all.json``; with ``--rounds 20
 --seeds 1 2``, ``rounds.json``, about an hour)::
@@ -99,7 +100,7 @@ def one_round(simulations: int, seed: int) -> list[dict]:
     return rows
 
 
-def many_rounds(rounds: int, seeds: list[int]) -> list[dict]:
+def many_rounds(rounds: int, seeds: list[int], transforms: int, hidden: int) -> list[dict]:
     """The per-round history of the paper's SNPE protocol at n = 2, with no patience stop."""
     entry = MODELS["rank2_rnn"]
     runs = []
@@ -109,7 +110,7 @@ def many_rounds(rounds: int, seeds: list[int]) -> list[dict]:
             entry.property(),
             simulations=1000,
             rounds=rounds,
-            estimator_kwargs={"hidden_features": 50, "num_transforms": 3},
+            estimator_kwargs={"hidden_features": hidden, "num_transforms": transforms},
             train_kwargs={"training_batch_size": 200},
             check_samples=1000,
             seed=seed,
@@ -128,6 +129,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=0, help="NPE rounds without the stop")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--transforms", type=int, default=3, help="flow transforms (--rounds)")
+    parser.add_argument("--hidden", type=int, default=50, help="hidden units (--rounds)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -139,10 +142,12 @@ def main() -> None:
     ]
     regenerate = command(f"benchmarks.studies.{STUDY}", *flags)
     if args.rounds:
-        runs = many_rounds(args.rounds, args.seeds)
-        write_record(STUDY, "rounds", regenerate, vars(args), {"runs": runs})
+        runs = many_rounds(args.rounds, args.seeds, args.transforms, args.hidden)
+        paper = (args.transforms, args.hidden) == (3, 50)
+        variant = "rounds" if paper else f"rounds_{args.transforms}x{args.hidden}"
+        write_record(STUDY, variant, regenerate, vars(args), {"runs": runs})
         return
-    predictive = [prior_predictive(n, args.draws) for n in (2, 5, 10, 25)]
+    predictive = [prior_predictive(n, args.draws) for n in (2, 5, 10, 25, 50, 100)]
     rows = one_round(args.simulations, args.seed)
     write_record(
         STUDY,
