@@ -719,7 +719,7 @@ def npe_rank2_tail(records: list[dict]) -> str:
         "",
         f"`benchmarks/studies/npe_rank2_tail.py`, {day(record)}. The prior predictive of the "
         f"two statistics (real λ, symmetric λ) over {record['configuration']['draws']:,} uniform "
-        "prior draws, against x₀ = (0.5, 1.5):" + _notes(records),
+        "prior draws, against x₀ = (0.5, 1.5):" + _notes([record]),
         "",
         table(["n", "dim z", "mean", "s.d.", "‖mean − x₀‖", "fraction within 0.25 of x₀"], tail),
         "",
