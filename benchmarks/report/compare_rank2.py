@@ -97,7 +97,8 @@ def _table(rows: list[dict]) -> str:
 
 
 def _overview(rows: list[dict]) -> str:
-    """Seeds that met the criterion / seeds run, per n and method (and budget)."""
+    """Seeds that met the criterion / seeds run, per n and method (and budget); — where that
+    protocol was not run at that n."""
     keys = sorted({(label(r), r["budget"]) for r in rows}, key=lambda k: (label_order(k[0]), k[1]))
     body = []
     for n in sorted({r["n"] for r in rows}):
@@ -105,9 +106,10 @@ def _overview(rows: list[dict]) -> str:
         for name, budget in keys:
             mine = [r for r in rows if (r["n"], label(r), r["budget"]) == (n, name, budget)]
             done = sum(r["simulations_to_converge"] is not None for r in mine)
-            cells.append(f"{done}/{len(mine)}" if mine else "not run (time)")
+            cells.append(f"{done}/{len(mine)}" if mine else "—")
         body.append([n, *cells])
-    return table(["n", *(f"{name} ({b:,})" for name, b in keys)], body)
+    legend = "Seeds that met the criterion / seeds run (— : that protocol was not run at that n):"
+    return legend + "\n\n" + table(["n", *(f"{name} ({b:,})" for name, b in keys)], body)
 
 
 def _units(records: list[dict]) -> str:
@@ -176,7 +178,8 @@ def _rerun(records: list[dict]) -> list[str]:
         "",
         'EPI with the paper\'s settings (`MODELS["rank2_rnn"]`: c0 = 1e3, β = 4, 3 coupling '
         "stages × 2 × 100 units), stopping at the first converged epoch. NPE as the paper's "
-        "SNPE: `zuko_maf` with 3 transforms × 50 units and the support map, rounds of 1,000, "
+        "SNPE: `zuko_maf` with 3 transforms × 50 units and the support map, rounds of 1,000 "
+        "(at n = 50 and 100 the paper's rounds of 25,000 and 250,000, training batch 1,000), "
         "each trained until sbi's own stop rather than a capped number of epochs, rounds until "
         "the criterion is met or two rounds in a row end without a better validation "
         "log-probability (the paper's stop; its time limit was 1.5 days). SMC-ABC with pyABC's "
