@@ -168,6 +168,34 @@ def test_npe_max_time_starts_no_round_after_the_limit():
         NPE(gaussian_model, PROP, max_time=0.0, progress=False)
 
 
+def test_truncated_npe_recovers_the_posterior_and_draws_later_rounds_near_it():
+    from pyro_circuits.sbi.npe import _truncated
+
+    result = NPE(
+        gaussian_model,
+        PROP,
+        simulations=400,
+        rounds=2,
+        truncate=1e-3,
+        estimator_kwargs={"hidden_features": 16, "num_transforms": 1},
+        train_kwargs={"max_num_epochs": 40, "learning_rate": 1e-2, "training_batch_size": 50},
+        check_samples=200,
+        seed=0,
+        progress=False,
+    )
+    theta = result.sample(2000, seed=1)["theta"]
+    assert abs(theta.mean().item() - 1.0) < 0.15 and 0.15 < theta.std().item() < 0.5
+    assert result.settings["truncate"] == 1e-3 and len(result.history) == 2
+    prior = BoxUniform(torch.tensor([-3.0]), torch.tensor([3.0]))
+    region = _truncated(prior, result.posterior, 1e-3, torch.device("cpu"))
+    draws = region.sample((2000,))
+    # the prior restricted to the posterior's bulk (1 ± 3.3 × 0.3 for the exact posterior),
+    # not the prior's ±3 around 0 (s.d. 1.73)
+    assert (draws - 1.0).abs().max() < 1.6 and draws.std() < 1.0
+    with pytest.raises(ValueError, match="truncate"):
+        NPE(gaussian_model, PROP, truncate=1.0, progress=False)
+
+
 def test_smcabc_recovers_gaussian_posterior(smc_result):
     assert isinstance(smc_result, SMCABCResult)
     theta = smc_result.sample(2000, seed=1)["theta"]

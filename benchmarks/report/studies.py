@@ -760,7 +760,8 @@ def _npe_rounds(records: list[dict]) -> list[str]:
             "",
             f"The paper's SNPE protocol at n = 2 (`NPE`, rounds of 1,000, batch 200, trained to "
             f"sbi's stop, `zuko_maf` with {conf.get('transforms', 3)} transforms × "
-            f"{conf.get('hidden', 50)} units) run for {conf['rounds']} rounds with no patience "
+            f"{conf.get('hidden', 50)} units{_truncation(conf)}) run for {conf['rounds']} "
+            "rounds with no patience "
             "stop: each round's ‖E f − x₀‖ on 1,000 predictive draws, and its best validation "
             "log-probability (the atomic loss from round 2, so rounds are not strictly "
             "comparable); the mark is where the reference's stop (two rounds without a better "
@@ -769,6 +770,15 @@ def _npe_rounds(records: list[dict]) -> list[str]:
             table(["round", *header], body),
         ]
     return lines
+
+
+def _truncation(conf: dict) -> str:
+    if not conf.get("truncate"):
+        return ""
+    return (
+        f"; truncated sequential NPE: later rounds from the prior restricted to the posterior's "
+        f"density above its {conf['truncate']:g} quantile, first-round loss"
+    )
 
 
 def _round_cells(history: list[dict], i: int) -> list[str]:

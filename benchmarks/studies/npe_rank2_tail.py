@@ -14,7 +14,8 @@ Two measurements on ``rank2_rnn(n)`` and its stable-amplification property (x₀
   of 1,000, trained to sbi's stop, batch 200) for R rounds without the patience stop, each
   round's predictive distance and validation log-probability, for ``--seeds`` (does the
   reference's stop end the rounds before they would converge?); ``--transforms`` and
-  ``--hidden`` change the flow (is the paper's 3 × 50 too small?).
+  ``--hidden`` change the flow (is the paper's 3 × 50 too small?), and ``--truncate Q`` runs
+  truncated sequential NPE instead of the atomic loss (is it the paper's SNPE variant?).
 
 Regenerate (a few minutes; ``benchmarks/records/npe_rank2_tail/all.json``; with ``--rounds 20
 --seeds 1 2``, ``rounds.json``, about an hour)::
@@ -100,7 +101,9 @@ def one_round(simulations: int, seed: int) -> list[dict]:
     return rows
 
 
-def many_rounds(rounds: int, seeds: list[int], transforms: int, hidden: int) -> list[dict]:
+def many_rounds(
+    rounds: int, seeds: list[int], transforms: int, hidden: int, truncate: float | None
+) -> list[dict]:
     """The per-round history of the paper's SNPE protocol at n = 2, with no patience stop."""
     entry = MODELS["rank2_rnn"]
     runs = []
@@ -113,6 +116,7 @@ def many_rounds(rounds: int, seeds: list[int], transforms: int, hidden: int) -> 
             estimator_kwargs={"hidden_features": hidden, "num_transforms": transforms},
             train_kwargs={"training_batch_size": 200},
             check_samples=1000,
+            truncate=truncate,
             seed=seed,
             progress=False,
             threads=1,
@@ -131,6 +135,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--transforms", type=int, default=3, help="flow transforms (--rounds)")
     parser.add_argument("--hidden", type=int, default=50, help="hidden units (--rounds)")
+    parser.add_argument(
+        "--truncate", type=float, default=0.0, help="truncated NPE's quantile (--rounds; 0: off)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -142,9 +149,12 @@ def main() -> None:
     ]
     regenerate = command(f"benchmarks.studies.{STUDY}", *flags)
     if args.rounds:
-        runs = many_rounds(args.rounds, args.seeds, args.transforms, args.hidden)
+        runs = many_rounds(
+            args.rounds, args.seeds, args.transforms, args.hidden, args.truncate or None
+        )
         paper = (args.transforms, args.hidden) == (3, 50)
         variant = "rounds" if paper else f"rounds_{args.transforms}x{args.hidden}"
+        variant += "_truncated" if args.truncate else ""
         write_record(STUDY, variant, regenerate, vars(args), {"runs": runs})
         return
     predictive = [prior_predictive(n, args.draws) for n in (2, 5, 10, 25, 50, 100)]

@@ -279,9 +279,13 @@ def lorenz_sessions(
         train_idx, valid_idx = _split_by_repeat(n_conditions, n_trials, train_fraction)
         sessions.append(
             SpikeData(
-                counts=part.counts[..., chosen], dt=dt, rates=part.rates[..., chosen],
-                latents=part.latents, conditions=part.conditions,
-                train_idx=train_idx, valid_idx=valid_idx,
+                counts=part.counts[..., chosen],
+                dt=dt,
+                rates=part.rates[..., chosen],
+                latents=part.latents,
+                conditions=part.conditions,
+                train_idx=train_idx,
+                valid_idx=valid_idx,
             )  # fmt: skip
         )
         units.append(chosen)

@@ -136,6 +136,14 @@ def _checked_distance(posterior, simulator, prop, x0, samples: int) -> float:
     return predictive_distance(simulator(draws), prop)
 
 
+def _truncated(prior, posterior, quantile: float, device: torch.device):
+    """The prior restricted to where ``posterior``'s density exceeds its ``quantile``."""
+    from sbi.utils import RestrictedPrior, get_density_thresholder
+
+    inside = get_density_thresholder(posterior, quantile=quantile)
+    return RestrictedPrior(prior, inside, sample_with="rejection", device=str(device))
+
+
 def NPE(
     model: Callable,
     prop: EmergentProperty,
@@ -151,6 +159,7 @@ def NPE(
     stop_distance: float | None = None,
     patience: int | None = None,
     max_time: float | None = None,
+    truncate: float | None = None,
     check_samples: int = 1000,
     executor: Executor | None = None,
     simulation_batch_size: int = 1000,
@@ -171,6 +180,9 @@ def NPE(
     ``patience`` once that many consecutive rounds have ended below the best validation
     log-probability of the rounds before them (the reference SNPE's rule, with 2). With
     ``max_time`` no round starts once that many seconds have passed (the reference's time limit).
+    With ``truncate`` the rounds are truncated sequential NPE instead (Deistler et al. 2022):
+    each later round draws from the prior restricted to the region where the current posterior's
+    density exceeds its ``truncate`` quantile, and every round trains with the first round's loss.
 
     Arguments:
         model, prop, params, model_args, model_kwargs: the circuit model and its property.
@@ -181,6 +193,9 @@ def NPE(
             log-probability than every earlier round's (None: no such stop).
         max_time: start no new round after this many seconds of wall time; the round under way
             finishes (None: no limit).
+        truncate: the posterior-density quantile below which later rounds' prior draws are
+            rejected (truncated sequential NPE, e.g. 1e-4); None: the atomic loss on proposals
+            drawn from the posterior.
         density_estimator: an sbi estimator name (``"zuko_maf"``, ``"zuko_nsf"``, ``"maf"``,
             ``"nsf"``, ``"mdn"``, …) or a builder callable.
         estimator_kwargs: keywords of ``sbi.neural_nets.posterior_nn`` for a named estimator
@@ -226,6 +241,8 @@ def NPE(
         positive_int("patience", patience)
     if max_time is not None:
         positive_float("max_time", max_time)
+    if truncate is not None and not 0.0 < truncate < 1.0:
+        raise ValueError(f"truncate must lie strictly between 0 and 1, got {truncate!r}")
     check_samples = nonnegative_int("check_samples", check_samples)
     estimator_kwargs = _check_estimator(density_estimator, estimator_kwargs)
     train_kwargs = check_keywords("train_kwargs", train_kwargs, NPE_C.train)
@@ -258,12 +275,18 @@ def NPE(
                 progress=progress,
             )
             used += simulations
-            trained = inference.append_simulations(theta, x, proposal=proposal).train(
-                **{"show_train_summary": False, **(train_kwargs or {})}
+            first_round_loss = {"force_first_round_loss": True} if truncate else {}
+            appended = inference.append_simulations(
+                theta, x, proposal=None if truncate else proposal
+            )
+            trained = appended.train(
+                **{"show_train_summary": False, **first_round_loss, **(train_kwargs or {})}
             )
             posterior = inference.build_posterior(trained)
             posterior.set_default_x(x0_here)
-            proposal = posterior
+            proposal = (
+                posterior if truncate is None else _truncated(prior, posterior, truncate, device)
+            )
             distance = _checked_distance(posterior, simulator, prop, x0_here, check_samples)
             log_prob = -float(inference.summary["best_validation_loss"][-1])
             improved = not rows or log_prob > max(row["validation_log_prob"] for row in rows)
@@ -301,6 +324,7 @@ def NPE(
             "rounds": rounds,
             "patience": patience,
             "max_time": max_time,
+            "truncate": truncate,
             "density_estimator": str(density_estimator),
             "estimator_kwargs": dict(estimator_kwargs or {}),
             "train_kwargs": dict(train_kwargs or {}),

@@ -125,8 +125,8 @@ def test_fit_circuit_runs_with_the_given_threads_and_restores_torch_s():
     data = (torch.rand(8, 20, 10, generator=torch.Generator().manual_seed(0)) < 0.05).float()
     model = BioRNN(n_exc=4, n_inh=1, n_steps=20, stim_step=5, seed=0)
     seen, simulate = [], model.forward
-    model.forward = lambda *args, **kwargs: seen.append(torch.get_num_threads()) or simulate(
-        *args, **kwargs
+    model.forward = lambda *args, **kwargs: (
+        seen.append(torch.get_num_threads()) or simulate(*args, **kwargs)
     )
     with torch_threads(3):  # a count no default gives
         fit_circuit(model, data, data, [model.area_mask(0)], dt=2.0, steps=2, batch_size=4,
