@@ -759,7 +759,7 @@ def _npe_rounds(records: list[dict]) -> list[str]:
         lines += [
             "",
             f"The paper's SNPE protocol at n = 2 (`NPE`, rounds of 1,000, batch 200, trained to "
-            f"sbi's stop, `zuko_maf` with {conf.get('transforms', 3)} transforms × "
+            f"sbi's stop, `{conf.get('estimator', 'zuko_maf')}` with {conf.get('transforms', 3)} transforms × "
             f"{conf.get('hidden', 50)} units{_truncation(conf)}) run for {conf['rounds']} "
             "rounds with no patience "
             "stop: each round's ‖E f − x₀‖ on 1,000 predictive draws, and its best validation "

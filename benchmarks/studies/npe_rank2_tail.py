@@ -14,7 +14,8 @@ Two measurements on ``rank2_rnn(n)`` and its stable-amplification property (x₀
   of 1,000, trained to sbi's stop, batch 200) for R rounds without the patience stop, each
   round's predictive distance and validation log-probability, for ``--seeds`` (does the
   reference's stop end the rounds before they would converge?); ``--transforms`` and
-  ``--hidden`` change the flow (is the paper's 3 × 50 too small?), and ``--truncate Q`` runs
+  ``--hidden`` change the flow (is the paper's 3 × 50 too small?), ``--estimator`` its kind
+  (``zuko_nsf``: are affine layers too rigid?), and ``--truncate Q`` runs
   truncated sequential NPE instead of the atomic loss (is it the paper's SNPE variant?).
 
 Regenerate (a few minutes; ``benchmarks/records/npe_rank2_tail/all.json``; with ``--rounds 20
@@ -102,7 +103,12 @@ def one_round(simulations: int, seed: int) -> list[dict]:
 
 
 def many_rounds(
-    rounds: int, seeds: list[int], transforms: int, hidden: int, truncate: float | None
+    rounds: int,
+    seeds: list[int],
+    transforms: int,
+    hidden: int,
+    truncate: float | None,
+    estimator: str = "zuko_maf",
 ) -> list[dict]:
     """The per-round history of the paper's SNPE protocol at n = 2, with no patience stop."""
     entry = MODELS["rank2_rnn"]
@@ -113,6 +119,7 @@ def many_rounds(
             entry.property(),
             simulations=1000,
             rounds=rounds,
+            density_estimator=estimator,
             estimator_kwargs={"hidden_features": hidden, "num_transforms": transforms},
             train_kwargs={"training_batch_size": 200},
             check_samples=1000,
@@ -135,6 +142,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--transforms", type=int, default=3, help="flow transforms (--rounds)")
     parser.add_argument("--hidden", type=int, default=50, help="hidden units (--rounds)")
+    parser.add_argument("--estimator", default="zuko_maf", help="sbi's estimator (--rounds)")
     parser.add_argument(
         "--truncate", type=float, default=0.0, help="truncated NPE's quantile (--rounds; 0: off)"
     )
@@ -150,11 +158,17 @@ def main() -> None:
     regenerate = command(f"benchmarks.studies.{STUDY}", *flags)
     if args.rounds:
         runs = many_rounds(
-            args.rounds, args.seeds, args.transforms, args.hidden, args.truncate or None
+            args.rounds,
+            args.seeds,
+            args.transforms,
+            args.hidden,
+            args.truncate or None,
+            args.estimator,
         )
         paper = (args.transforms, args.hidden) == (3, 50)
         variant = "rounds" if paper else f"rounds_{args.transforms}x{args.hidden}"
         variant += "_truncated" if args.truncate else ""
+        variant += "" if args.estimator == "zuko_maf" else f"_{args.estimator}"
         write_record(STUDY, variant, regenerate, vars(args), {"runs": runs})
         return
     predictive = [prior_predictive(n, args.draws) for n in (2, 5, 10, 25, 50, 100)]
