@@ -141,7 +141,7 @@ def plot(rows: list[dict], path=FIGURE) -> None:
     figure.suptitle("rank-2 RNN stable amplification: ‖E f − μ‖₂ < 0.5")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)
 
 
