@@ -264,7 +264,13 @@ def NPE(
     proposal, rows, used, stalled = prior, [], 0, 0
     with torch_threads(threads):
         for round_ in range(1, rounds + 1):
-            theta = seeded(proposal.sample, chunk_seed(seed, round_), (simulations,))
+            # truncated NPE's region is built only when a round draws from it
+            draw_from = (
+                proposal
+                if truncate is None or round_ == 1
+                else _truncated(prior, proposal, truncate, device)
+            )
+            theta = seeded(draw_from.sample, chunk_seed(seed, round_), (simulations,))
             x = simulate(
                 simulator,
                 theta,
@@ -284,9 +290,7 @@ def NPE(
             )
             posterior = inference.build_posterior(trained)
             posterior.set_default_x(x0_here)
-            proposal = (
-                posterior if truncate is None else _truncated(prior, posterior, truncate, device)
-            )
+            proposal = posterior
             distance = _checked_distance(posterior, simulator, prop, x0_here, check_samples)
             log_prob = -float(inference.summary["best_validation_loss"][-1])
             improved = not rows or log_prob > max(row["validation_log_prob"] for row in rows)
