@@ -53,11 +53,18 @@ def _demo(record: dict) -> list[str]:
             f"{m['load_1min'][0]:g} → {m['load_1min'][1]:g}",
             m["converged_epoch"],
             f"{m['entropy_nats']:.3f}",
-        ]  # fmt: skip
+        ]
         for when, m in record["metrics"].items()
     ]
-    header = ["demo run", "EPI (s)", "whole command (s)", "user CPU (s)", "load (1 min)",
-              "selected epoch", "entropy (nats)"]  # fmt: skip
+    header = [
+        "demo run",
+        "EPI (s)",
+        "whole command (s)",
+        "user CPU (s)",
+        "load (1 min)",
+        "selected epoch",
+        "entropy (nats)",
+    ]
     return ["", f"`{record['command']}`. {record['notes']}", "", table(header, rows)]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from benchmarks.report.common import day, merged, provenance
 from benchmarks.tables import table
+from pyro_circuits.sbi.npe import stalled_rounds
 
 
 def _notes(records: list[dict]) -> str:
@@ -352,7 +353,7 @@ def stg_width(records: list[dict]) -> str:
             f"{r['second_moment']:.2e}",
             "yes" if r["meets"] else "no",
             f"{r['entropy']:.2f}",
-        ]  # fmt: skip
+        ]
         for r in grid["gaussians"]
     ]
     lines = [
@@ -376,7 +377,7 @@ def stg_width(records: list[dict]) -> str:
                 "entropy (nats)",
             ],
             body,
-        ),  # fmt: skip
+        ),
         "",
         f"The widest Gaussian within the property has Hessian eigenvalues "
         f"{widest['hessian'][0]:.3g} and {widest['hessian'][1]:.3g} (the paper: {paper}) and "
@@ -424,7 +425,7 @@ def threads(records: list[dict]) -> str:
             *(f"{row['seconds'][str(n)]:.2f}" for n in counts),
             f"{row['seconds'][str(counts[0])] / row['seconds'][str(counts[-1])]:.2f}",
             f"{row['load_1min']:.1f}",
-        ]  # fmt: skip
+        ]
         for row in rows
     ]
     lines = [
@@ -444,7 +445,7 @@ def threads(records: list[dict]) -> str:
                 "load (1 min)",
             ],
             body,
-        ),  # fmt: skip
+        ),
     ]
     return "\n".join(lines + provenance(records))
 
@@ -474,7 +475,7 @@ def _sc_seed_tables(m: dict, large: float) -> list[str]:
             r["larger_check"],
             f"{r['sW_negative']:.2f}",
             *(f"{p['mean']:+.2f} ± {p['sd']:.2f}" for p in r["params"].values()),
-        ]  # fmt: skip
+        ]
         for s, r in seeds.items()
     ]
     effects = []
@@ -493,7 +494,7 @@ def _sc_seed_tables(m: dict, large: float) -> list[str]:
                 _pm(covered) if covered else "–",
                 f"{h['covered_predicted']:+.3f}" if covered else "–",
                 f"{first['anti']:+.4f} / {first['benchmark']:+.4f}" if first else "–",
-            ]  # fmt: skip
+            ]
         )
     transfer = [
         [f"seed {a}", *(f"{row[b]:+.3f}" for b in seeds)] for a, row in m["transfer"].items()
@@ -511,7 +512,7 @@ def _sc_seed_tables(m: dict, large: float) -> list[str]:
                 *(f"{p} mean ± sd" for p in names),
             ],
             shape,
-        ),  # fmt: skip
+        ),
         "",
         f"Error increases at γ = {m['gamma']} (mean ± se over the draws); *predicted*: by the "
         "fit on the other seeds' draws; *covered*: the share of the seed's draws that lie near "
@@ -532,7 +533,7 @@ def _sc_seed_tables(m: dict, large: float) -> list[str]:
                 "benchmark's draws: Δ Anti here / recorded",
             ],
             effects,
-        ),  # fmt: skip
+        ),
         "",
         "Mean Δ Anti that the fit on one seed's draws (row) predicts for each seed's draws "
         "(column; on its own draws cross-validated), and the measured mean:",
@@ -555,7 +556,7 @@ def _sc_bins_table(m: dict) -> str:
             f"[{b['vW'][0]:g}, {b['vW'][1]:g})",
             *(cell(b["seeds"][s]) for s in seeds),
             f"{b['p']:.2g}" if b["p"] is not None else "–",
-        ]  # fmt: skip
+        ]
         for b in m["bins"]
     ]
     return table(["sW", "vW", *(f"seed {s}" for s in seeds), "p (equal means)"], rows)
@@ -659,7 +660,7 @@ def sc_seeds(records: list[dict]) -> str:
         for label, v in (
             (f"with Δ Anti > {conf['large']:g}", m["large"].get("large")),
             ("of the rest", m["large"].get("rest")),
-        )  # fmt: skip
+        )
         if v
     )
     lines = [
@@ -700,7 +701,7 @@ def npe_rank2_tail(records: list[dict]) -> str:
             ", ".join(f"{v:.2f}" for v in r["sd"]),
             f"{r['distance_of_mean']:.2f}",
             f"{r['within_0.25']:.2g}",
-        ]  # fmt: skip
+        ]
         for r in m["prior_predictive"]
     ]
     rounds = [
@@ -711,7 +712,7 @@ def npe_rank2_tail(records: list[dict]) -> str:
             r["epochs"],
             ", ".join(f"{v:.2f}" for v in r["predictive_mean"]),
             f"{r['distance']:.2f}",
-        ]  # fmt: skip
+        ]
         for r in m["one_round"]
     ]
     lines = [
@@ -738,7 +739,7 @@ def npe_rank2_tail(records: list[dict]) -> str:
                 "‖mean − x₀‖",
             ],
             rounds,
-        ),  # fmt: skip
+        ),
     ]
     return "\n".join(lines + _npe_rounds(records) + provenance(records))
 
@@ -752,17 +753,25 @@ def _npe_rounds(records: list[dict]) -> list[str]:
             continue
         conf, runs = record["configuration"], record["metrics"]["runs"]
         header = [f"seed {run['seed']}: {what}" for run in runs for what in _ROUND_COLUMNS]
+        stops = [_patience_stop(run["history"], 2) for run in runs]
         body = [
-            [i + 1, *(cell for run in runs for cell in _round_cells(run["history"], i))]
+            [
+                i + 1,
+                *(
+                    cell
+                    for run, stop in zip(runs, stops, strict=True)
+                    for cell in _round_cells(run["history"], i, stop)
+                ),
+            ]
             for i in range(max(len(run["history"]) for run in runs))
         ]
         lines += [
             "",
             f"The paper's SNPE protocol at n = 2 (`NPE`, rounds of 1,000, batch 200, trained to "
-            f"sbi's stop, `{conf.get('estimator', 'zuko_maf')}` with {conf.get('transforms', 3)} transforms × "
-            f"{conf.get('hidden', 50)} units{_truncation(conf)}) run for {conf['rounds']} "
-            "rounds with no patience "
-            "stop: each round's ‖E f − x₀‖ on 1,000 predictive draws, and its best validation "
+            f"sbi's stop, `{conf.get('estimator', 'zuko_maf')}` with "
+            f"{conf.get('transforms', 3)} transforms × {conf.get('hidden', 50)} units"
+            f"{_truncation(conf)}) run for {conf['rounds']} rounds with no patience stop: each "
+            "round's ‖E f − x₀‖ on 1,000 predictive draws, and its best validation "
             "log-probability (the atomic loss from round 2, so rounds are not strictly "
             "comparable); the mark is where the reference's stop (two rounds without a better "
             "best) would end the run." + _notes([record]),
@@ -781,12 +790,12 @@ def _truncation(conf: dict) -> str:
     )
 
 
-def _round_cells(history: list[dict], i: int) -> list[str]:
+def _round_cells(history: list[dict], i: int, stop: int | None) -> list[str]:
     if i >= len(history):
         return ["—", "—"]
-    stop = " (patience-2 stop)" if i + 1 == _patience_stop(history, 2) else ""
     h = history[i]
-    return [f"{h['distance']:.2f}", f"{h['validation_log_prob']:.2f}{stop}"]
+    mark = " (patience-2 stop)" if i + 1 == stop else ""
+    return [f"{h['distance']:.2f}", f"{h['validation_log_prob']:.2f}{mark}"]
 
 
 _ROUND_COLUMNS = ("‖E f − x₀‖", "validation log-prob")
@@ -794,10 +803,6 @@ _ROUND_COLUMNS = ("‖E f − x₀‖", "validation log-prob")
 
 def _patience_stop(history: list[dict], patience: int) -> int | None:
     """The round after which ``NPE(patience=patience)`` stops, or None."""
-    best, stalled = -float("inf"), 0
-    for i, h in enumerate(history):
-        stalled = 0 if h["validation_log_prob"] > best else stalled + 1
-        best = max(best, h["validation_log_prob"])
-        if stalled >= patience:
-            return i + 1
-    return None
+    log_probs = [h["validation_log_prob"] for h in history]
+    stops = (i for i in range(1, len(log_probs) + 1) if stalled_rounds(log_probs[:i]) >= patience)
+    return next(stops, None)

@@ -23,6 +23,7 @@ from pyro_circuits.checks import (
     on_device,
     positive_float,
     positive_int,
+    probability,
     torch_device,
 )
 from pyro_circuits.parallel import chunk_seed, seeded
@@ -136,6 +137,21 @@ def _checked_distance(posterior, simulator, prop, x0, samples: int) -> float:
     return predictive_distance(simulator(draws), prop)
 
 
+def stalled_rounds(log_probs: Sequence[float]) -> int:
+    """How many of the last rounds ended without a better validation log-probability than every
+    round before them (``NPE(patience=k)`` stops once this reaches k).
+
+    Example:
+        >>> stalled_rounds([-5.0, -2.0, -2.5, -2.0])
+        2
+    """
+    best, stalled = -math.inf, 0
+    for log_prob in log_probs:
+        stalled = 0 if log_prob > best else stalled + 1
+        best = max(best, log_prob)
+    return stalled
+
+
 def _truncated(prior, posterior, quantile: float, device: torch.device):
     """The prior restricted to where ``posterior``'s density exceeds its ``quantile``."""
     from sbi.utils import RestrictedPrior, get_density_thresholder
@@ -241,8 +257,9 @@ def NPE(
         positive_int("patience", patience)
     if max_time is not None:
         positive_float("max_time", max_time)
-    if truncate is not None and not 0.0 < truncate < 1.0:
-        raise ValueError(f"truncate must lie strictly between 0 and 1, got {truncate!r}")
+    if truncate is not None:
+        probability("truncate", truncate, low_open=True, high_open=True)
+    first_round_loss = {"force_first_round_loss": True} if truncate is not None else {}
     check_samples = nonnegative_int("check_samples", check_samples)
     estimator_kwargs = _check_estimator(density_estimator, estimator_kwargs)
     train_kwargs = check_keywords("train_kwargs", train_kwargs, NPE_C.train)
@@ -261,7 +278,7 @@ def NPE(
         tracker=tracker or _NoTracker(),
     )
     x0_here = x0.to(device)
-    proposal, rows, used, stalled = prior, [], 0, 0
+    proposal, rows, used = prior, [], 0
     with torch_threads(threads):
         for round_ in range(1, rounds + 1):
             # truncated NPE's region is built only when a round draws from it
@@ -281,9 +298,8 @@ def NPE(
                 progress=progress,
             )
             used += simulations
-            first_round_loss = {"force_first_round_loss": True} if truncate else {}
             appended = inference.append_simulations(
-                theta, x, proposal=None if truncate else proposal
+                theta, x, proposal=proposal if truncate is None else None
             )
             trained = appended.train(
                 **{"show_train_summary": False, **first_round_loss, **(train_kwargs or {})}
@@ -293,8 +309,6 @@ def NPE(
             proposal = posterior
             distance = _checked_distance(posterior, simulator, prop, x0_here, check_samples)
             log_prob = -float(inference.summary["best_validation_loss"][-1])
-            improved = not rows or log_prob > max(row["validation_log_prob"] for row in rows)
-            stalled = 0 if improved else stalled + 1
             rows.append(
                 {
                     "round": round_,
@@ -307,7 +321,8 @@ def NPE(
             )
             if stop_distance is not None and distance < stop_distance:
                 break
-            if patience is not None and stalled >= patience:
+            log_probs = [row["validation_log_prob"] for row in rows]
+            if patience is not None and stalled_rounds(log_probs) >= patience:
                 break
             if max_time is not None and time.perf_counter() - start >= max_time:
                 break
