@@ -281,13 +281,15 @@ def main() -> None:
                 rows.append(row)
                 print(
                     {
-                        k: row[k]
+                        k: row.get(k)
                         for k in (
                             "n",
                             "method",
                             "seed",
                             "distance",
+                            "median_distance",
                             "simulations_to_converge",
+                            "simulations_to_median_converge",
                             "wall_time_to_converge",
                             "simulations",
                             "wall_time",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from pyro_circuits.checks import positive_int, probability
+from pyro_circuits.checks import name_in, positive_int, probability
 
 __all__ = [
     "CONVERGENCE_DISTANCE",
@@ -248,19 +248,26 @@ def constraint_table(
     )
 
 
-def predictive_distance(stats, prop) -> float:
-    """‖mean of the statistics − property mean‖₂, the paper's shared convergence distance.
+def predictive_distance(stats, prop, center: str = "mean") -> float:
+    """‖centre of the statistics − property mean‖₂, the paper's shared convergence distance.
 
     ``stats`` is ``{name: (n, *shape)}`` or the flat ``(n, k)`` matrix in the property's order.
+    ``center`` is ``"mean"`` (the paper's text: ‖E[f] − μ‖₂) or ``"median"`` (the
+    per-statistic median, which the reference SNPE script measured after each round).
 
     Example:
         >>> prop = EmergentProperty(mean={"f": [0.0, 0.0]}, variance={"f": [1.0, 1.0]})
         >>> predictive_distance(torch.tensor([[3.0, 4.0], [3.0, 4.0]]), prop)
         5.0
+        >>> predictive_distance(torch.tensor([[3.0, 4.0], [3.0, 4.0], [30.0, 40.0]]), prop,
+        ...                     center="median")
+        5.0
     """
+    name_in("center", center, ("mean", "median"))
     flat = prop.flatten(stats) if isinstance(stats, Mapping) else torch.as_tensor(stats)
     flat = flat.reshape(flat.shape[0], -1)
-    return float((flat.mean(0) - prop.mean_vector.to(flat)).norm())
+    middle = flat.mean(0) if center == "mean" else flat.quantile(0.5, dim=0)
+    return float((middle - prop.mean_vector.to(flat)).norm())
 
 
 def check_fit_arguments(model, prop, params, model_args, model_kwargs) -> None:

@@ -34,8 +34,9 @@ def symmetric_max_eigenvalue(U: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
 class Rank2RNN:
     """Rank-2 RNN with connectivity W = U Vᵀ + noise (Bittner et al. 2021, Fig. 2).
 
-    Parameters ``U`` and ``V`` (n × 2 matrices with entries in [-1, 1]); on every call
-    they are perturbed by ``g`` times fresh standard-normal noise, as in the paper (g = 0.01).
+    Parameters ``U`` and ``V`` (n × 2 matrices with entries uniform on ``bounds``, the paper's
+    [-1, 1] by default); on every call they are perturbed by ``g`` times fresh standard-normal
+    noise, as in the paper (g = 0.01).
     Statistics: ``real_lambda`` (real part of W's principal eigenvalue, from the 2 × 2 matrix
     VᵀU that shares W's non-zero spectrum) and ``sym_lambda`` (largest eigenvalue of (W+Wᵀ)/2).
 
@@ -46,16 +47,23 @@ class Rank2RNN:
         torch.Size([3, 2])
     """
 
-    def __init__(self, n: int = 2, g: float = 0.01) -> None:
+    def __init__(self, n: int = 2, g: float = 0.01, bounds: tuple[float, float] = (-1.0, 1.0)):
         if not isinstance(n, int) or n < 2:
             raise ValueError(f"n must be an integer >= 2, got {n!r}")
         if g < 0:
             raise ValueError(f"g must be non-negative, got {g}")
+        low, high = map(float, bounds)
+        if not low < high:
+            raise ValueError(f"bounds must be (low, high) with low < high, got {bounds!r}")
         self.n = n
         self.g = g
+        self.bounds = (low, high)
 
     def __call__(self) -> None:
-        prior = dist.Uniform(-torch.ones(self.n, 2), torch.ones(self.n, 2)).to_event(2)
+        low, high = self.bounds
+        prior = dist.Uniform(torch.full((self.n, 2), low), torch.full((self.n, 2), high)).to_event(
+            2
+        )
         U = pyro.sample("U", prior)
         V = pyro.sample("V", prior)
         U = U + self.g * noise("U_noise", (self.n, 2), like=U)

@@ -129,12 +129,17 @@ def _posterior_on_cpu(inference, trained, build, prior, theta, x):
 
 
 @torch.no_grad()
-def _checked_distance(posterior, simulator, prop, x0, samples: int) -> float:
-    """The predictive distance of ``samples`` posterior draws at x₀ (NaN when 0)."""
+def _checked_distances(posterior, simulator, prop, x0, samples: int) -> dict[str, float]:
+    """The predictive distances of ``samples`` posterior draws at x₀, of their mean
+    (``distance``) and of their median (``median_distance``); NaN when ``samples`` is 0."""
     if not samples:
-        return math.nan
+        return {"distance": math.nan, "median_distance": math.nan}
     draws = posterior.sample((samples,), x=x0, show_progress_bars=False, max_sampling_time=600.0)
-    return predictive_distance(simulator(draws), prop)
+    x = simulator(draws)
+    return {
+        "distance": predictive_distance(x, prop),
+        "median_distance": predictive_distance(x, prop, center="median"),
+    }
 
 
 def stalled_rounds(log_probs: Sequence[float]) -> int:
@@ -191,7 +196,8 @@ def NPE(
     then the current posterior at x₀: sequential NPE with the atomic loss), simulates them and
     trains. After each round ``check_samples`` posterior draws are simulated to record the
     predictive distance ‖E[f] − x₀‖₂ in ``history`` (these checks are not counted in
-    ``simulations``) beside the round's best validation log-probability; with
+    ``simulations``), with the distance of the draws' median (``median_distance``, the
+    reference SNPE script's measure), beside the round's best validation log-probability; with
     ``stop_distance`` the rounds stop once the distance is below that value, and with
     ``patience`` once that many consecutive rounds have ended below the best validation
     log-probability of the rounds before them (the reference SNPE's rule, with 2). With
@@ -307,19 +313,19 @@ def NPE(
             posterior = inference.build_posterior(trained)
             posterior.set_default_x(x0_here)
             proposal = posterior
-            distance = _checked_distance(posterior, simulator, prop, x0_here, check_samples)
+            distances = _checked_distances(posterior, simulator, prop, x0_here, check_samples)
             log_prob = -float(inference.summary["best_validation_loss"][-1])
             rows.append(
                 {
                     "round": round_,
                     "simulations": used,
                     "wall_time": time.perf_counter() - start,
-                    "distance": distance,
+                    **distances,
                     "validation_log_prob": log_prob,
                     "epochs_trained": int(inference.summary["epochs_trained"][-1]),
                 }
             )
-            if stop_distance is not None and distance < stop_distance:
+            if stop_distance is not None and distances["distance"] < stop_distance:
                 break
             log_probs = [row["validation_log_prob"] for row in rows]
             if patience is not None and stalled_rounds(log_probs) >= patience:

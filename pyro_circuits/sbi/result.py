@@ -25,7 +25,8 @@ class SBIResult(InferenceResult):
     Attributes:
         history: one row per round (NPE) or population (SMC-ABC): ``simulations`` used so far,
             ``wall_time`` so far, and ``distance`` = ‖mean statistics − x₀‖₂ (NPE: of posterior
-            predictive draws; SMC-ABC: of the population's accepted simulations).
+            predictive draws, with ``median_distance`` of their median; SMC-ABC: of the
+            population's accepted simulations).
     """
 
     program: CircuitProgram
@@ -49,8 +50,10 @@ class SBIResult(InferenceResult):
         return self.space.split(self._flat_sample(n, _generator(seed)))
 
     def convergence_trace(self) -> pd.DataFrame:
-        """The recorded distance after each round (NPE) or population (SMC-ABC)."""
-        return self.history[["simulations", "wall_time", "distance"]].reset_index(drop=True)
+        """The recorded distance after each round (NPE) or population (SMC-ABC), with NPE's
+        ``median_distance`` where the history has it."""
+        columns = ["simulations", "wall_time", "distance", "median_distance"]
+        return self.history[[c for c in columns if c in self.history]].reset_index(drop=True)
 
     @property
     def converged(self) -> bool:

@@ -38,3 +38,19 @@ def test_reduced_eigenvalue_has_gradients():
 def test_size_is_validated():
     with pytest.raises(ValueError, match="n must be"):
         Rank2RNN(1)
+
+
+def test_bounds_set_the_prior_box():
+    # the reference pyABC run's prior, scipy's uniform(loc=-1, scale=1): entries in [-1, 0]
+    program = CircuitProgram(Rank2RNN(2, g=0.0, bounds=(-1.0, 0.0)))
+    u = program.priors["U"].sample((2000,))
+    assert u.min() >= -1 and u.max() <= 0 and u.max() > -0.01
+    # then W = U Vᵀ is entrywise non-negative: its Perron root is real and non-negative
+    v = program.priors["V"].sample((2000,))
+    stats = program.simulate({"U": u.reshape(2000, -1), "V": v.reshape(2000, -1)})
+    assert (stats["real_lambda"] >= -1e-5).all()
+
+
+def test_bounds_are_validated():
+    with pytest.raises(ValueError, match="low < high"):
+        Rank2RNN(2, bounds=(1.0, -1.0))
