@@ -52,6 +52,24 @@ def test_table_has_one_row_per_method_and_seed(lds_comparison):
     assert math.isnan(table["entropy"].iloc[2]) and not math.isnan(table["entropy"].iloc[1])
 
 
+def test_median_criterion_is_read_where_the_trace_records_it(lds_comparison):
+    from pyro_circuits.compare import summary_row
+    from pyro_circuits.sbi import NPE
+
+    table, _, _ = lds_comparison
+    assert table["median_distance"].notna().all()
+    # EPI's and SMC-ABC's traces carry no per-checkpoint median
+    assert table.loc[table["method"] != "npe", "simulations_to_median_converge"].isna().all()
+    result = NPE(LDS2D(), LDS2D.oscillation(), simulations=100, rounds=2, check_samples=20,
+                 train_kwargs={"max_num_epochs": 2}, progress=False)  # fmt: skip
+    result.history["distance"] = [0.9, 0.8]
+    result.history["median_distance"] = [0.7, 0.3]
+    row = summary_row(result, draws=100, moment_batches=10)
+    assert math.isnan(row["simulations_to_converge"])
+    assert row["simulations_to_median_converge"] == 200
+    assert row["wall_time_to_median_converge"] == result.history["wall_time"].iloc[1]
+
+
 def test_every_result_passes_arviz(lds_comparison):
     _, idatas, _ = lds_comparison
     for idata in idatas.values():

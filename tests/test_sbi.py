@@ -120,9 +120,13 @@ def test_npe_recovers_gaussian_posterior(npe_result):
     assert 0.15 < theta.std().item() < 0.5  # true posterior sd ≈ 0.3; the prior's is 1.7
     assert npe_result.simulations == 500 and npe_result.wall_time > 0
     assert list(npe_result.history.columns) == [
-        "round", "simulations", "wall_time", "distance", "validation_log_prob", "epochs_trained"
+        "round", "simulations", "wall_time", "distance", "median_distance",
+        "validation_log_prob", "epochs_trained",
     ]  # fmt: skip
     assert npe_result.history["distance"].iloc[-1] < 0.3
+    # the predictive is symmetric about x₀ here, so its median lies as near as its mean
+    assert npe_result.history["median_distance"].iloc[-1] < 0.3
+    assert list(npe_result.convergence_trace().columns)[-1] == "median_distance"
     assert torch.equal(npe_result.sample(5, seed=2)["theta"], npe_result.sample(5, seed=2)["theta"])
     log_q = npe_result.log_prob({"theta": torch.tensor([1.0, 2.9])})
     assert log_q[0] > log_q[1]

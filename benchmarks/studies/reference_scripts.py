@@ -8,13 +8,14 @@ differ from that outline in ways that could change who converges:
   simulations, not of their mean; its flow sees x without z-scoring, trains with batches of 50
   until 10 epochs pass without a better validation loss, and the rounds stop two rounds after
   the best validation log-probability. ``snpe_script`` runs the package's ``NPE`` at n = 2 that
-  way, with rounds of 1,000 and no stop, and records both distances per round.
+  way, with rounds of 1,000 and no stop, with its default flow and with sbi's nflows MAF, and
+  records both distances per round.
 * pyABC's prior is ``pyabc.RV("uniform", -1, 1)``, which is scipy's ``uniform(loc=-1,
   scale=1)``: every entry of U and V uniform on **[-1, 0]**, not [-1, 1], so W = UVᵀ is
   entrywise non-negative. ``pyabc_prior`` measures the prior predictive under both boxes at
   n ∈ {2, 5, 10} (the fraction of draws within ε = 0.5 of x₀ is what SMC-ABC starts from), and
-  ``smc_on_pyabc_prior`` runs the comparison's SMC-ABC (pyABC's Silverman kernel, 1,000
-  particles) at n = 2 on the [-1, 0] box.
+  ``smc_by_box`` runs the comparison's SMC-ABC (pyABC's Silverman kernel, 1,000
+  particles) at n = 2 on each box.
 
 Regenerate (about 20 minutes on 2 cores; ``benchmarks/records/reference_scripts/all.json``)::
 
@@ -31,7 +32,6 @@ from benchmarks.records import command, write_record
 from pyro_circuits.compare import compare
 from pyro_circuits.models import Rank2RNN
 from pyro_circuits.sbi import NPE, Simulator, observation, sbi_prior
-from pyro_circuits.sbi.npe import stalled_rounds
 from pyro_circuits.sites import CircuitProgram
 
 STUDY = "reference_scripts"
@@ -39,31 +39,34 @@ BOXES = {"[-1, 1] (the paper's text)": (-1.0, 1.0), "[-1, 0] (the pyABC script)"
 PROPERTY = Rank2RNN.stable_amplification()
 
 
+#: NPE's flows: the package's default, and sbi's nflows MAF (the kind the paper's sbi built),
+#: which has no support map, so its posterior rejects draws outside the prior's box.
+ESTIMATORS = {"zuko_maf, support map": "zuko_maf", "maf (nflows)": "maf"}
+
+
 def snpe_script(rounds: int, seeds: list[int]) -> list[dict]:
     """Per-round mean and median predictive distances of NPE at n = 2 with the script's training
-    settings, and the round where the script's patience rule would have stopped."""
+    settings, for each flow and seed."""
     runs = []
-    for seed in seeds:
-        result = NPE(
-            Rank2RNN(2),
-            PROPERTY,
-            simulations=1000,
-            rounds=rounds,
-            estimator_kwargs={"hidden_features": 50, "num_transforms": 3, "z_score_x": "none"},
-            train_kwargs={"training_batch_size": 50, "stop_after_epochs": 10, "num_atoms": 10},
-            check_samples=1000,
-            seed=seed,
-            progress=False,
-            threads=1,
-        )
-        history = result.history.to_dict("records")
-        log_probs = [row["validation_log_prob"] for row in history]
-        stop = next(
-            (i + 1 for i in range(len(log_probs)) if stalled_rounds(log_probs[: i + 1]) >= 2),
-            None,
-        )
-        runs.append({"seed": seed, "patience_stop_round": stop, "history": history})
-        print(result.history.to_string(), flush=True)
+    for name, estimator in ESTIMATORS.items():
+        for seed in seeds:
+            result = NPE(
+                Rank2RNN(2),
+                PROPERTY,
+                simulations=1000,
+                rounds=rounds,
+                density_estimator=estimator,
+                estimator_kwargs={"hidden_features": 50, "num_transforms": 3, "z_score_x": "none"},
+                train_kwargs={"training_batch_size": 50, "stop_after_epochs": 10, "num_atoms": 10},
+                check_samples=1000,
+                seed=seed,
+                progress=False,
+                threads=1,
+            )
+            runs.append(
+                {"estimator": name, "seed": seed, "history": result.history.to_dict("records")}
+            )
+            print(name, seed, result.history.to_string(), flush=True)
     return runs
 
 
@@ -90,25 +93,28 @@ def pyabc_prior(draws: int) -> list[dict]:
     return rows
 
 
-def smc_on_pyabc_prior(seeds: list[int], budget: int) -> list[dict]:
-    """The comparison's SMC-ABC at n = 2 on the pyABC script's [-1, 0] box."""
+def smc_by_box(seeds: list[int], budget: int) -> list[dict]:
+    """The comparison's SMC-ABC at n = 2 on each prior box, the same seeds and budget."""
     options = {
         "particles": 1000,
         "epsilon_decay": 0.5,
         "distance_based_decay": True,
         "kernel_variance_scale": "silverman",
     }
-    table, _ = compare(
-        Rank2RNN(2, bounds=BOXES["[-1, 0] (the pyABC script)"]),
-        PROPERTY,
-        ["smcabc"],
-        budget=budget,
-        seeds=seeds,
-        options={"smcabc": options, "all": {"threads": 1}},
-        progress=False,
-    )
-    print(table.to_string(), flush=True)
-    return table.to_dict("records")
+    rows = []
+    for name, bounds in BOXES.items():
+        table, _ = compare(
+            Rank2RNN(2, bounds=bounds),
+            PROPERTY,
+            ["smcabc"],
+            budget=budget,
+            seeds=seeds,
+            options={"smcabc": options, "all": {"threads": 1}},
+            progress=False,
+        )
+        print(table.to_string(), flush=True)
+        rows += [{"prior box": name, **row} for row in table.to_dict("records")]
+    return rows
 
 
 def main() -> None:
@@ -128,7 +134,7 @@ def main() -> None:
     ]
     metrics = {
         "pyabc_prior": pyabc_prior(args.draws),
-        "smc_on_pyabc_prior": smc_on_pyabc_prior(args.seeds, args.smc_budget),
+        "smc_by_box": smc_by_box(args.seeds, args.smc_budget),
         "snpe_script": snpe_script(args.rounds, args.seeds),
     }
     write_record(STUDY, "all", command(f"benchmarks.studies.{STUDY}", *flags), vars(args), metrics)
