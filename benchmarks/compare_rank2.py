@@ -179,7 +179,7 @@ def run(method: str, n: int, seed: int, budget: int, options: dict) -> dict:
     start = time.perf_counter()
     try:
         entry = MODELS["rank2_rnn"]
-        frame, _ = compare(
+        frame, idatas = compare(
             entry.build(n),
             entry.property(),
             [method],
@@ -189,6 +189,8 @@ def run(method: str, n: int, seed: int, budget: int, options: dict) -> dict:
             progress=False,
         )
         row = frame.iloc[0].to_dict()
+        if method == "npe":  # which rule ended the rounds
+            row["stopped_by"] = idatas[f"npe_seed{seed}"].posterior.attrs["stopped_by"]
     except SMCABCStalled as stalled:
         row = {
             "method": method,

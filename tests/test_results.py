@@ -72,7 +72,8 @@ def test_cost_convergence_and_trace(posterior):
     assert posterior.wall_time > 0 and posterior.simulations > 0
     assert isinstance(posterior.converged, bool)
     trace = posterior.convergence_trace()
-    assert list(trace.columns) == ["simulations", "wall_time", "distance"]
+    median = ["median_distance"] if posterior.method == "npe" else []
+    assert list(trace.columns) == ["simulations", "wall_time", "distance", *median]
     assert len(trace) >= 1 and trace["simulations"].is_monotonic_increasing
     assert (trace["distance"] >= 0).all()
 

@@ -149,6 +149,7 @@ def test_npe_patience_stops_at_the_first_rounds_without_a_better_validation_log_
     improved = [i == 0 or lp > max(log_probs[:i]) for i, lp in enumerate(log_probs)]
     assert all(improved[:-1])  # no earlier round stalled, or the run would have stopped there
     assert not improved[-1] or len(log_probs) == 8
+    assert result.stopped_by == ("rounds" if improved[-1] else "patience")
     assert result.simulations == 100 * len(log_probs)
     assert (result.history["epochs_trained"] > 0).all()
     with pytest.raises(ValueError, match="patience"):
@@ -166,10 +167,27 @@ def test_npe_max_time_starts_no_round_after_the_limit():
     }
     result = NPE(gaussian_model, PROP, max_time=1e-6, **small)
     assert len(result.history) == 1 and result.simulations == 100  # the first round finishes
-    assert result.settings["max_time"] == 1e-6
-    assert len(NPE(gaussian_model, PROP, max_time=3600.0, **small).history) == 3
+    assert result.settings["max_time"] == 1e-6 and result.stopped_by == "max_time"
+    unlimited = NPE(gaussian_model, PROP, max_time=3600.0, **small)
+    assert len(unlimited.history) == 3 and unlimited.stopped_by == "rounds"
     with pytest.raises(ValueError, match="max_time"):
         NPE(gaussian_model, PROP, max_time=0.0, progress=False)
+
+
+def test_npe_stop_distance_ends_the_rounds_once_the_predictive_is_near():
+    result = NPE(
+        gaussian_model,
+        PROP,
+        simulations=100,
+        rounds=3,
+        stop_distance=100.0,  # any first round's predictive lies within this of x₀
+        estimator_kwargs={"hidden_features": 8, "num_transforms": 1},
+        train_kwargs={"max_num_epochs": 2, "training_batch_size": 50},
+        check_samples=50,
+        progress=False,
+    )
+    assert len(result.history) == 1 and result.stopped_by == "stop_distance"
+    assert result.history["distance"].iloc[0] < 100.0
 
 
 def test_truncated_npe_recovers_the_posterior_and_draws_later_rounds_near_it():

@@ -69,6 +69,7 @@ STUDIES: list[tuple[str, Callable[[list[dict]], str]]] = [
     ("stg_width", studies.stg_width),
     ("threads", studies.threads),
     ("npe_rank2_tail", studies.npe_rank2_tail),
+    ("reference_scripts", studies.reference_scripts),
     ("sc_seeds", studies.sc_seeds),
 ]
 #: Records read with exact decimals (hand-written figures keep the digits they were written with).

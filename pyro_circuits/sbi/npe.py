@@ -157,6 +157,18 @@ def stalled_rounds(log_probs: Sequence[float]) -> int:
     return stalled
 
 
+def _stop_rule(rows, stop_distance, patience, max_time, start) -> str | None:
+    """The first of NPE's stop rules that the rounds so far (``rows``) meet, or None."""
+    if stop_distance is not None and rows[-1]["distance"] < stop_distance:
+        return "stop_distance"
+    log_probs = [row["validation_log_prob"] for row in rows]
+    if patience is not None and stalled_rounds(log_probs) >= patience:
+        return "patience"
+    if max_time is not None and time.perf_counter() - start >= max_time:
+        return "max_time"
+    return None
+
+
 def _truncated(prior, posterior, quantile: float, device: torch.device):
     """The prior restricted to where ``posterior``'s density exceeds its ``quantile``."""
     from sbi.utils import RestrictedPrior, get_density_thresholder
@@ -202,7 +214,8 @@ def NPE(
     ``patience`` once that many consecutive rounds have ended below the best validation
     log-probability of the rounds before them (the reference SNPE's rule, with 2). With
     ``max_time`` no round starts once that many seconds have passed (the reference's time limit).
-    With ``truncate`` the rounds are truncated sequential NPE instead (Deistler et al. 2022):
+    The result's ``stopped_by`` names the rule that ended the rounds. With ``truncate`` the
+    rounds are truncated sequential NPE instead (Deistler et al. 2022):
     each later round draws from the prior restricted to the region where the current posterior's
     density exceeds its ``truncate`` quantile, and every round trains with the first round's loss.
 
@@ -284,7 +297,7 @@ def NPE(
         tracker=tracker or _NoTracker(),
     )
     x0_here = x0.to(device)
-    proposal, rows, used = prior, [], 0
+    proposal, rows, used, stopped_by = prior, [], 0, None
     with torch_threads(threads):
         for round_ in range(1, rounds + 1):
             # truncated NPE's region is built only when a round draws from it
@@ -325,12 +338,8 @@ def NPE(
                     "epochs_trained": int(inference.summary["epochs_trained"][-1]),
                 }
             )
-            if stop_distance is not None and distances["distance"] < stop_distance:
-                break
-            log_probs = [row["validation_log_prob"] for row in rows]
-            if patience is not None and stalled_rounds(log_probs) >= patience:
-                break
-            if max_time is not None and time.perf_counter() - start >= max_time:
+            stopped_by = _stop_rule(rows, stop_distance, patience, max_time, start)
+            if stopped_by:
                 break
     if device.type != "cpu":
         cpu_prior = sbi_prior(ParameterSpace(program.priors))
@@ -356,4 +365,5 @@ def NPE(
         },
         posterior=posterior,
         x0=x0,
+        stopped_by=stopped_by or "rounds",
     )

@@ -69,11 +69,14 @@ class SBIResult(InferenceResult):
 
 @dataclass
 class NPEResult(SBIResult):
-    """The NPE posterior p(θ | x₀) (sbi ``DirectPosterior``) with its training record."""
+    """The NPE posterior p(θ | x₀) (sbi ``DirectPosterior``) with its training record;
+    ``stopped_by`` names what ended the rounds: ``"rounds"`` (all ran), ``"stop_distance"``,
+    ``"patience"`` or ``"max_time"``."""
 
     posterior: object = None
     x0: torch.Tensor = field(default_factory=lambda: torch.zeros(1))
     max_sampling_time: float | None = 600.0
+    stopped_by: str = "rounds"
     method = "npe"
 
     def _flat_sample(self, n, generator):
@@ -102,7 +105,12 @@ class NPEResult(SBIResult):
 
     def _posterior_draws(self, n, seed):
         draws = self.sample(n, seed)
-        attrs = {"entropy": self.entropy(seed=seed), "seed": self.seed, "rounds": len(self.history)}
+        attrs = {
+            "entropy": self.entropy(seed=seed),
+            "seed": self.seed,
+            "rounds": len(self.history),
+            "stopped_by": self.stopped_by,
+        }
         return draws, {"log_q": self.log_prob(draws)}, attrs
 
     def entropy(self, n: int = 2000, seed: int | None = 0) -> float:
