@@ -99,6 +99,26 @@ def command(module: str, *args: object) -> str:
     return shlex.join([PYTHON, "-m", module, *(_arg(a) for a in args)])
 
 
+def changed_flags(parser, args) -> list[object]:
+    """The command-line flags of ``args`` whose values differ from ``parser``'s defaults, for
+    :func:`command`.
+
+    Example:
+        >>> import argparse
+        >>> parser = argparse.ArgumentParser()
+        >>> _ = parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+        >>> _ = parser.add_argument("--stop-distance", type=float, default=0.0)
+        >>> changed_flags(parser, parser.parse_args(["--seeds", "1", "2"]))
+        ['--seeds', 1, 2]
+    """
+    return [
+        item
+        for key, value in vars(args).items()
+        if value != parser.get_default(key)
+        for item in (f"--{key.replace('_', '-')}", *(value if isinstance(value, list) else [value]))
+    ]
+
+
 def _arg(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 

@@ -32,7 +32,7 @@ import math
 
 import torch
 
-from benchmarks.records import command, write_record
+from benchmarks.records import changed_flags, command, write_record
 from pyro_circuits.catalog import MODELS
 from pyro_circuits.sbi import NPE
 from pyro_circuits.sbi.bridge import prepare, sbi_prior
@@ -109,16 +109,20 @@ def many_rounds(
     hidden: int,
     truncate: float | None,
     estimator: str = "zuko_maf",
+    n: int = 2,
+    stop_distance: float | None = None,
 ) -> list[dict]:
-    """The per-round history of the paper's SNPE protocol at n = 2, with no patience stop."""
+    """The per-round history of the paper's SNPE protocol at size ``n``, with no patience stop
+    (stopping at ``stop_distance`` where given)."""
     entry = MODELS["rank2_rnn"]
     runs = []
     for seed in seeds:
         result = NPE(
-            entry.build(2),
+            entry.build(n),
             entry.property(),
             simulations=1000,
             rounds=rounds,
+            stop_distance=stop_distance,
             density_estimator=estimator,
             estimator_kwargs={"hidden_features": hidden, "num_transforms": transforms},
             train_kwargs={"training_batch_size": 200},
@@ -146,15 +150,14 @@ def main() -> None:
     parser.add_argument(
         "--truncate", type=float, default=0.0, help="truncated NPE's quantile (--rounds; 0: off)"
     )
+    parser.add_argument("--n", type=int, default=2, help="network size (--rounds)")
+    parser.add_argument(
+        "--stop-distance", type=float, default=0.0, help="end at this distance (--rounds; 0: off)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    flags = [
-        item
-        for key, value in vars(args).items()
-        if value != parser.get_default(key)
-        for item in (f"--{key}", *(value if isinstance(value, list) else [value]))
-    ]
+    flags = changed_flags(parser, args)
     regenerate = command(f"benchmarks.studies.{STUDY}", *flags)
     if args.rounds:
         runs = many_rounds(
@@ -164,11 +167,14 @@ def main() -> None:
             args.hidden,
             args.truncate or None,
             args.estimator,
+            args.n,
+            args.stop_distance or None,
         )
         paper = (args.transforms, args.hidden) == (3, 50)
         variant = "rounds" if paper else f"rounds_{args.transforms}x{args.hidden}"
         variant += "_truncated" if args.truncate else ""
         variant += "" if args.estimator == "zuko_maf" else f"_{args.estimator}"
+        variant += "" if args.n == 2 else f"_n{args.n}"
         write_record(STUDY, variant, regenerate, vars(args), {"runs": runs})
         return
     predictive = [prior_predictive(n, args.draws) for n in (2, 5, 10, 25, 50, 100)]

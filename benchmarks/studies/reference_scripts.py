@@ -28,7 +28,7 @@ import argparse
 
 import torch
 
-from benchmarks.records import command, write_record
+from benchmarks.records import changed_flags, command, write_record
 from pyro_circuits.compare import compare
 from pyro_circuits.models import Rank2RNN
 from pyro_circuits.sbi import NPE, Simulator, observation, sbi_prior
@@ -126,12 +126,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    flags = [
-        item
-        for key, value in vars(args).items()
-        if value != parser.get_default(key)
-        for item in (f"--{key.replace('_', '-')}", *(value if isinstance(value, list) else [value]))
-    ]
+    flags = changed_flags(parser, args)
     metrics = {
         "pyabc_prior": pyabc_prior(args.draws),
         "smc_by_box": smc_by_box(args.seeds, args.smc_budget),
