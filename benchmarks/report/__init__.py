@@ -70,6 +70,7 @@ STUDIES: list[tuple[str, Callable[[list[dict]], str]]] = [
     ("threads", studies.threads),
     ("npe_rank2_tail", studies.npe_rank2_tail),
     ("reference_scripts", studies.reference_scripts),
+    ("epi_rank2_large", studies.epi_rank2_large),
     ("sc_seeds", studies.sc_seeds),
 ]
 #: Records read with exact decimals (hand-written figures keep the digits they were written with).

@@ -901,3 +901,48 @@ def reference_scripts(records: list[dict]) -> str:
         + ".",
     ]
     return "\n".join(lines + provenance(records))
+
+
+def epi_rank2_large(records: list[dict]) -> str:
+    lines = ["### EPI on the rank-2 RNN at large n: what the collapse looks like"]
+    for record in sorted(records, key=lambda r: r["configuration"]["n"]):
+        m = record["metrics"]
+        constraints = [k[2:] for k in m["epochs"][0] if k.startswith("R ")]
+        body = [
+            [
+                row["epoch"],
+                f"{row['c']:.3g}",
+                f"{row['entropy']:.4g}",
+                *(f"{row['R ' + c]:.3g}" for c in constraints),
+                f"{min(row['p ' + c] for c in constraints):.2g}",
+                "yes" if row["converged"] else "no",
+            ]
+            for row in m["epochs"]
+        ]
+        last = m["trace"][-3:]
+        lines += [
+            "",
+            f"`benchmarks/studies/epi_rank2_large.py`, {day(record)}: n = {m['n']} "
+            f"(dim z = {4 * m['n']}), seed {m['seed']}, the catalog's settings "
+            f"({record['configuration']['epochs']} epochs × "
+            f"{record['configuration']['iterations']} steps of batch 200 after "
+            f"{record['configuration']['init']} initialisation steps). Each epoch's end-of-epoch "
+            "test (epoch 0: after the initialisation): the penalty c it was trained under, "
+            "entropy, mean violations R of each constraint and the smallest p-value of the "
+            "moment test." + _notes([record]),
+            "",
+            table(
+                ["epoch", "c", "entropy", *(f"R {c}" for c in constraints), "min p", "passed"], body
+            ),
+            "",
+            f"Stopped: {m['stopped'] or 'no (all epochs ran)'}; selected epoch "
+            f"{m['selected_epoch']} ({'converged' if m['converged'] else 'not converged'}); "
+            f"{m['at_bounds']:.1%} of the final flow's parameter draws lie within 1e-3 of a "
+            "bound. The last logged steps (epoch, step: entropy, loss, ‖R‖ of the minibatch): "
+            + "; ".join(
+                f"{t['epoch']}, {t['step']}: {t['entropy']:.3g}, {t['loss']:.3g}, {t['R_norm']:.3g}"
+                for t in last
+            )
+            + f". Wall time {m['wall_time']:.0f} s.",
+        ]
+    return "\n".join(lines + provenance(records))
