@@ -16,7 +16,7 @@ from pyro_circuits.epi import EPIGuide
 from pyro_circuits.results import InferenceResult
 from pyro_circuits.sbi import NPE, SMCABC
 from pyro_circuits.sbi.bridge import Simulator, sbi_prior, simulate
-from pyro_circuits.sbi.npe import _estimator, _NoTracker, _posterior_on_cpu
+from pyro_circuits.sbi.npe import _NoTracker, _posterior_on_cpu, estimator_builder
 from pyro_circuits.sites import CircuitProgram
 from pyro_circuits.space import ParameterSpace
 
@@ -161,7 +161,7 @@ def test_npe_posterior_rebuilt_on_the_cpu_matches_the_trained_one():
 
     program = CircuitProgram(Probe())
     prior = sbi_prior(ParameterSpace(program.priors))
-    build = _estimator("zuko_maf", {"hidden_features": 8, "num_transforms": 1}, prior)
+    build = estimator_builder("zuko_maf", {"hidden_features": 8, "num_transforms": 1}, prior)
     torch.manual_seed(0)
     theta = prior.sample((100,))
     x = Simulator(program)(theta)
@@ -188,7 +188,7 @@ def test_npe_support_map_follows_the_estimator_when_it_moves():
 
     prior = sbi_prior(ParameterSpace(CircuitProgram(Probe()).priors))
     theta = prior.sample((50,))
-    net = _estimator("zuko_maf", {"hidden_features": 8}, prior)(theta, theta.sum(-1, True))
+    net = estimator_builder("zuko_maf", {"hidden_features": 8}, prior)(theta, theta.sum(-1, True))
     maps = [m._transform for m in net.modules() if isinstance(m, CallableTransform)]
     assert maps and {t.dtype for t in _tensors(maps)} == {torch.float32}
     net.to(torch.float64)

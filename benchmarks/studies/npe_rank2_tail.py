@@ -36,7 +36,7 @@ from benchmarks.records import changed_flags, command, write_record
 from pyro_circuits.catalog import MODELS
 from pyro_circuits.sbi import NPE
 from pyro_circuits.sbi.bridge import prepare, sbi_prior
-from pyro_circuits.sbi.npe import _estimator
+from pyro_circuits.sbi.npe import estimator_builder
 from pyro_circuits.space import ParameterSpace
 
 STUDY = "npe_rank2_tail"
@@ -79,7 +79,7 @@ def one_round(simulations: int, seed: int) -> list[dict]:
     for name, (estimator, support) in WAYS.items():
         kwargs = {"hidden_features": 50, "num_transforms": 3}
         build = (
-            _estimator(estimator, kwargs, prior)
+            estimator_builder(estimator, kwargs, prior)
             if support
             else posterior_nn(model=estimator, **kwargs)
         )

@@ -2,7 +2,7 @@
 
 from pyro_circuits.sbi.bridge import Simulator, observation, sbi_prior
 from pyro_circuits.sbi.calibration import calibration
-from pyro_circuits.sbi.npe import NPE
+from pyro_circuits.sbi.npe import NPE, estimator_builder, stalled_rounds
 from pyro_circuits.sbi.result import NPEResult, SMCABCResult
 from pyro_circuits.sbi.smcabc import SMCABC, SMCABCStalled
 
@@ -14,6 +14,8 @@ __all__ = [
     "SMCABCStalled",
     "Simulator",
     "calibration",
+    "estimator_builder",
     "observation",
     "sbi_prior",
+    "stalled_rounds",
 ]

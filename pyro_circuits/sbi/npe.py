@@ -39,7 +39,7 @@ from pyro_circuits.sbi.result import NPEResult
 from pyro_circuits.space import ParameterSpace
 from pyro_circuits.threads import thread_count, torch_threads
 
-__all__ = ["NPE"]
+__all__ = ["NPE", "estimator_builder", "stalled_rounds"]
 
 
 class _NoTracker:
@@ -101,11 +101,23 @@ def _check_estimator(density_estimator, estimator_kwargs) -> dict:
     return dict(estimator_kwargs or {})
 
 
-def _estimator(density_estimator, estimator_kwargs, prior):
-    """An sbi density-estimator builder from a name (with the support map for zuko flows) or a
-    callable."""
+def estimator_builder(density_estimator: str | Callable, estimator_kwargs: dict | None, prior):
+    """The sbi density-estimator builder that :func:`NPE` trains: for a name, sbi's
+    ``posterior_nn`` with ``estimator_kwargs`` (checked first), and for zuko flows the support
+    map onto ``prior``'s support unless ``estimator_kwargs`` sets ``z_score_theta``; a callable
+    is returned as it is.
+
+    Example:
+        >>> from sbi.utils import BoxUniform
+        >>> prior = BoxUniform(-torch.ones(2), torch.ones(2))
+        >>> build = estimator_builder("zuko_maf", {"hidden_features": 8}, prior)
+        >>> net = build(prior.sample((50,)), torch.randn(50, 1))
+        >>> bool(prior.support.check(net.sample((20,), torch.zeros(1, 1))).all())
+        True
+    """
     from sbi.neural_nets import posterior_nn
 
+    estimator_kwargs = _check_estimator(density_estimator, estimator_kwargs)
     if callable(density_estimator):
         return density_estimator
     defaults = {}
@@ -286,7 +298,7 @@ def NPE(
     program, simulator, x0 = prepare(*args)
     with on_device(device):
         prior = sbi_prior(ParameterSpace(program.on(device).priors))
-    estimator = _estimator(density_estimator, estimator_kwargs, prior)
+    estimator = estimator_builder(density_estimator, estimator_kwargs, prior)
     pyro.set_rng_seed(seed)
     start = time.perf_counter()
     inference = NPE_C(
@@ -343,7 +355,7 @@ def NPE(
                 break
     if device.type != "cpu":
         cpu_prior = sbi_prior(ParameterSpace(program.priors))
-        build = _estimator(density_estimator, estimator_kwargs, cpu_prior)
+        build = estimator_builder(density_estimator, estimator_kwargs, cpu_prior)
         posterior = _posterior_on_cpu(inference, trained, build, cpu_prior, theta, x)
         posterior.set_default_x(x0)
     return NPEResult(
