@@ -7,7 +7,8 @@ bounds of the support and stopped on a non-finite gradient. This study runs the 
 initialisation steps) and keeps what the comparison's row does not: each epoch's penalty c,
 entropy, mean and variance violations and p-values, the optimisation trace (every 50 steps:
 entropy, loss and ‖R‖), why the run stopped, and the fraction of the final flow's parameter
-draws within 1e-3 of a bound.
+draws within 1e-3 of a bound. ``--max-penalty`` caps the penalty's growth
+(``EPIConfig.max_penalty``) to test whether that growth sets off the collapse.
 
 Regenerate (about 15 minutes alone on one core; ``benchmarks/records/epi_rank2_large/n250.json``)::
 
@@ -28,7 +29,7 @@ from pyro_circuits.epi import epi
 STUDY = "epi_rank2_large"
 
 
-def run(n: int, seed: int, epochs: int, iterations: int, init: int) -> dict:
+def run(n: int, seed: int, epochs: int, iterations: int, init: int, max_penalty) -> dict:
     """One EPI run and its per-epoch and per-step record."""
     entry = MODELS["rank2_rnn"]
     config = dataclasses.replace(
@@ -37,6 +38,7 @@ def run(n: int, seed: int, epochs: int, iterations: int, init: int) -> dict:
         iterations=iterations,
         init_iterations=init,
         stop_early=True,
+        max_penalty=max_penalty,
     )
     result = epi(
         entry.build(n), entry.property(), config=config, flow=entry.flow, seed=seed, progress=False
@@ -76,15 +78,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--iterations", type=int, default=500)
     parser.add_argument("--init", type=int, default=1000)
+    parser.add_argument(
+        "--max-penalty", type=float, default=0.0, help="cap on the penalty c (0: none, the paper)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
-    metrics = run(args.n, args.seed, args.epochs, args.iterations, args.init)
+    cap = args.max_penalty or None
+    metrics = run(args.n, args.seed, args.epochs, args.iterations, args.init, cap)
     for row in metrics["epochs"]:
         print({k: row[k] for k in ("epoch", "c", "entropy", "R_norm2", "converged")}, flush=True)
     print({k: metrics[k] for k in ("converged", "stopped", "at_bounds", "wall_time")})
     write_record(
         STUDY,
-        f"n{args.n}",
+        f"n{args.n}" + (f"_cap{args.max_penalty:g}" if cap else ""),
         command(f"benchmarks.studies.{STUDY}", *changed_flags(parser, args)),
         vars(args),
         metrics,

@@ -62,6 +62,8 @@ class EPIConfig:
         iterations: Adam steps per epoch.
         lr: Adam learning rate (one optimiser across epochs, as the reference code does).
         c0, beta, gamma: initial penalty, its growth factor, and the required reduction of ‖R‖².
+        max_penalty: the penalty grows no further than this; None (the default, as the paper):
+            without limit.
         alpha: level of the convergence test (Bonferroni-divided by the number of constraints).
         test_batches, test_batch_size: M batches of N_test draws for the end-of-epoch test and
             penalty update (``test_batch_size=None`` means N).
@@ -81,6 +83,7 @@ class EPIConfig:
     c0: float = 1.0
     beta: float = 4.0
     gamma: float = 0.25
+    max_penalty: float | None = None
     alpha: float = 0.05
     test_batches: int = 200
     test_batch_size: int | None = None
@@ -106,6 +109,8 @@ class EPIConfig:
             positive_float(f"EPIConfig.{name}", getattr(self, name))
         real("EPIConfig.beta", self.beta, low=1.0, low_open=True)
         probability("EPIConfig.gamma", self.gamma, low_open=True, high_open=True)
+        if self.max_penalty is not None:
+            real("EPIConfig.max_penalty", self.max_penalty, low=self.c0)
         probability("EPIConfig.alpha", self.alpha, low_open=True, high_open=True)
         for name in ("stop_early", "standardize"):
             if not isinstance(getattr(self, name), bool):
@@ -165,6 +170,7 @@ def epi_loss(prop: EmergentProperty, config: EPIConfig, seed: int | None = None)
         c0=config.c0,
         beta=config.beta,
         gamma=config.gamma,
+        max_penalty=config.max_penalty,
         alpha=config.alpha,
         test_batches=config.test_batches,
         test_batch_size=config.n_test,

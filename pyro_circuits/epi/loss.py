@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -111,6 +112,8 @@ class EPILoss:
         prop: the emergent property.
         num_particles: draws per loss evaluation (N, even).
         c0, beta, gamma: initial penalty, its growth factor and the required reduction of ‖R‖².
+        max_penalty: the penalty grows no further than this (None: without limit, as in the
+            paper).
         alpha: level of the convergence test (Bonferroni-divided by the number of constraints).
         test_batches, test_batch_size: M batches of N_test draws for :meth:`test`
             (``None``: N).
@@ -143,6 +146,7 @@ class EPILoss:
         c0: float = 1.0,
         beta: float = 4.0,
         gamma: float = 0.25,
+        max_penalty: float | None = None,
         alpha: float = 0.05,
         test_batches: int = 200,
         test_batch_size: int | None = None,
@@ -161,6 +165,8 @@ class EPILoss:
         positive_float("c0", c0)
         real("beta", beta, low=1.0, low_open=True)
         probability("gamma", gamma, low_open=True, high_open=True)
+        if max_penalty is not None:
+            real("max_penalty", max_penalty, low=c0)
         probability("alpha", alpha, low_open=True, high_open=True)
         if seed is not None:
             seed_int("seed", seed)
@@ -170,6 +176,7 @@ class EPILoss:
         self.target = prop.target
         self.scale = prop.constraint_scale if standardize else torch.ones_like(self.target)
         self.eta, self.c = torch.zeros(len(self.target)), c0
+        self.max_penalty = math.inf if max_penalty is None else max_penalty
         self.norms: torch.Tensor | None = None  # ‖R‖² per test batch of the last test
         self.rng = np.random.default_rng(seed)
         self.neg_entropy: torch.Tensor | None = None  # mean log q of the last evaluation
@@ -231,12 +238,12 @@ class EPILoss:
 
     def update(self, test: ConstraintTest) -> None:
         """After an epoch's :meth:`test`: η ← η + cR, then c ← βc when the Welch test finds that
-        ‖R‖² did not fall below γ times the previous test's. The first call only records the
-        baseline ‖R‖² (the test after initialisation)."""
+        ‖R‖² did not fall below γ times the previous test's (to at most ``max_penalty``). The
+        first call only records the baseline ‖R‖² (the test after initialisation)."""
         if self.norms is not None:
             self.eta = self.eta + self.c * test.moment.mean_violation.to(self.eta)
             if penalty_should_grow(test.norms, self.norms, self.gamma, self.rng):
-                self.c *= self.beta
+                self.c = min(self.c * self.beta, self.max_penalty)
         self.norms = test.norms
 
     def _simulator(self, program: CircuitProgram) -> StatisticsRun:

@@ -141,3 +141,20 @@ def test_seeded_guides_start_alike_and_leave_the_global_rng_alone():
         EPIGuide(uniform_model, seed=0, generator=torch.Generator())
     with pytest.raises(ValueError, match="num_particles"):
         EPILoss(STANDARD, num_particles=5)
+
+
+def test_max_penalty_caps_the_penalty_growth():
+    """An untrained guide never shrinks ‖R‖², so every update grows c: by β, then up to the cap."""
+    guide = EPIGuide(uniform_model, flow=FlowConfig(units=8), seed=0)
+    capped = EPILoss(STANDARD, num_particles=50, test_batches=10, c0=1.0, max_penalty=10.0, seed=0)
+    free = EPILoss(STANDARD, num_particles=50, test_batches=10, c0=1.0, seed=0)
+    test = capped.test(uniform_model, guide)
+    for loss in (capped, free):
+        for _ in range(4):  # the first update only records the baseline
+            loss.update(test)
+    assert free.c == 4.0**3
+    assert capped.c == 10.0
+    with pytest.raises(ValueError, match="max_penalty"):
+        EPILoss(STANDARD, c0=5.0, max_penalty=1.0)
+    with pytest.raises(ValueError, match="max_penalty"):
+        EPIConfig(c0=5.0, max_penalty=1.0)
