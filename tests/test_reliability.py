@@ -5,6 +5,7 @@ The perturbation handlers' cases (target lists, gain range, NaN gain, misspelt s
 with the handlers, in ``tests/test_perturb.py``.
 """
 
+import dataclasses
 import pickle
 import warnings
 
@@ -253,6 +254,20 @@ def test_epi_stops_at_a_non_finite_gradient_with_a_verdict():
     assert all(torch.isfinite(p).all() for p in result.guide.parameters())
     table = result.check(batches=10, batch_size=20)
     assert table["achieved mean"].notna().all()
+
+
+def _huge_statistic_model():
+    a = pyro.sample("a", dist.Uniform(-1.0, 1.0))
+    pyro.deterministic("f", 1e8 * (a + 2.0))
+
+
+def test_epi_says_when_the_gradient_norm_overflows_with_every_entry_finite():
+    # a finite loss (~1e33) whose gradient entries are finite but whose norm overflows float32
+    prop = EmergentProperty({"f": 0.0}, {"f": 1.0})
+    config = dataclasses.replace(TINY_EPI, standardize=False, init_iterations=0)
+    with pytest.warns(UserWarning, match="EPI stopped: the norm of the flow's gradient overflowed"):
+        result = epi(_huge_statistic_model, prop, config=config, progress=False)
+    assert "[]" not in result.stopped and "epoch 1, step 0" in result.stopped
 
 
 @pytest.mark.parametrize(

@@ -943,9 +943,9 @@ def _largest_gap(runs: list[dict]) -> float:
 
 
 def epi_rank2_large(records: list[dict]) -> str:
-    lines = ["### EPI on the rank-2 RNN at large n: what the collapse looks like"]
-    for record in sorted(records, key=lambda r: r["configuration"]["n"]):
-        m = record["metrics"]
+    lines = ["### EPI on the rank-2 RNN at large n: why it collapses"]
+    for record in sorted(records, key=lambda r: (r["configuration"]["n"], r["variant"])):
+        m, conf = record["metrics"], record["configuration"]
         constraints = [k[2:] for k in m["epochs"][0] if k.startswith("R ")]
         body = [
             [
@@ -958,17 +958,17 @@ def epi_rank2_large(records: list[dict]) -> str:
             ]
             for row in m["epochs"]
         ]
-        last = m["trace"][-3:]
+        cap = conf.get("max_penalty") or 0
         lines += [
             "",
             f"`benchmarks/studies/epi_rank2_large.py`, {day(record)}: n = {m['n']} "
             f"(dim z = {4 * m['n']}), seed {m['seed']}, the catalog's settings "
-            f"({record['configuration']['epochs']} epochs × "
-            f"{record['configuration']['iterations']} steps of batch 200 after "
-            f"{record['configuration']['init']} initialisation steps). Each epoch's end-of-epoch "
-            "test (epoch 0: after the initialisation): the penalty c it was trained under, "
-            "entropy, mean violations R of each constraint and the smallest p-value of the "
-            "moment test." + _notes([record]),
+            f"({conf['epochs']} epochs × {conf['iterations']} steps of batch 200 after "
+            f"{conf['init']} initialisation steps), "
+            + (f"the penalty capped at {cap:,.0f}" if cap else "the penalty uncapped (the paper)")
+            + ". Each epoch's end-of-epoch test (epoch 0: after the initialisation): the penalty "
+            "c it was trained under, entropy, mean violations R of each constraint and the "
+            "smallest p-value of the moment test." + _notes([record]),
             "",
             table(
                 ["epoch", "c", "entropy", *(f"R {c}" for c in constraints), "min p", "passed"], body
@@ -977,11 +977,36 @@ def epi_rank2_large(records: list[dict]) -> str:
             f"Stopped: {m['stopped'] or 'no (all epochs ran)'}; selected epoch "
             f"{m['selected_epoch']} ({'converged' if m['converged'] else 'not converged'}); "
             f"{m['at_bounds']:.1%} of the final flow's parameter draws lie within 1e-3 of a "
-            "bound. The last logged steps (epoch, step: entropy, loss, ‖R‖ of the minibatch): "
-            + "; ".join(
-                f"{t['epoch']}, {t['step']}: {t['entropy']:.3g}, {t['loss']:.3g}, {t['R_norm']:.3g}"
-                for t in last
-            )
-            + f". Wall time {m['wall_time']:.0f} s.",
+            f"bound. Wall time {m['wall_time']:.0f} s. {_collapse(m)}",
         ]
     return "\n".join(lines + provenance(records))
+
+
+def _collapse(m: dict) -> str:
+    """Where the run diverged, from its trace: the first logged step whose minibatch ‖R‖ is
+    100 times the previous logged one's, the penalty then, and the best epoch before it."""
+    trace, epochs = m["trace"], m["epochs"]
+    jumps = [
+        (before, after)
+        for before, after in zip(trace, trace[1:], strict=False)
+        if after["R_norm"] > 100 * before["R_norm"]
+    ]
+    if not jumps:
+        return "No logged step's ‖R‖ jumped 100-fold: the run did not diverge."
+    before, after = jumps[0]
+    c = next(e["c"] for e in epochs if e["epoch"] == after["epoch"])
+    earlier = [e for e in epochs if 0 < e["epoch"] < after["epoch"]]
+    best = min(earlier, key=lambda e: e["R_norm2"]) if earlier else None
+    closest = (
+        f" The closest epoch before it was {best['epoch']} (‖R‖² = {best['R_norm2']:.2g}, "
+        f"trained under c = {best['c']:.3g}), which failed the moment test."
+        if best
+        else ""
+    )
+    return (
+        f"**Divergence**: between step {before['step']} of epoch {before['epoch']} and step "
+        f"{after['step']} of epoch {after['epoch']} the minibatch ‖R‖ went from "
+        f"{before['R_norm']:.2g} to {after['R_norm']:.2g} and the entropy from "
+        f"{before['entropy']:.4g} to {after['entropy']:.3g} (the draws on the bounds), in the "
+        f"epoch trained under c = {c:.3g}.{closest}"
+    )

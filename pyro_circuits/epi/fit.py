@@ -429,9 +429,13 @@ def _train_epoch(
         grads = [p.grad for p in guide.parameters() if p.grad is not None]
         if not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
             bad = [n for n, p in guide.named_parameters() if not _all_finite([p.grad])]
+            what = (
+                f"the gradient of the flow's parameters {bad} became non-finite"
+                if bad
+                else "the norm of the flow's gradient overflowed (every entry finite)"
+            )
             raise _NonFinite(
-                f"the gradient of the flow's parameters {bad} became non-finite at epoch {epoch}, "
-                f"step {step} (the loss was {value.item():.4g})"
+                f"{what} at epoch {epoch}, step {step} (the loss was {value.item():.4g})"
             )
         optimizer.step()
         record.simulations += config.batch_size
