@@ -974,12 +974,58 @@ def epi_rank2_large(records: list[dict]) -> str:
                 ["epoch", "c", "entropy", *(f"R {c}" for c in constraints), "min p", "passed"], body
             ),
             "",
-            f"Stopped: {m['stopped'] or 'no (all epochs ran)'}; selected epoch "
-            f"{m['selected_epoch']} ({'converged' if m['converged'] else 'not converged'}); "
+            f"{_ending(m)}; selected epoch {m['selected_epoch']} "
+            f"({'converged: passed its test and the re-test on fresh draws' if m['converged'] else 'not converged'}); "
             f"{m['at_bounds']:.1%} of the final flow's parameter draws lie within 1e-3 of a "
             f"bound. Wall time {m['wall_time']:.0f} s. {_collapse(m)}",
         ]
+    lines += _cap_verdicts(records)
     return "\n".join(lines + provenance(records))
+
+
+def _ending(m: dict) -> str:
+    if m["stopped"]:
+        return f"Stopped: {m['stopped']}"
+    if m["converged"] and m["selected_epoch"] == m["epochs"][-1]["epoch"]:
+        return "Ended at its first converged epoch (`stop_early`)"
+    return "All epochs ran"
+
+
+def _cap_verdicts(records: list[dict]) -> list[str]:
+    """For each run with a capped penalty and the uncapped run of the same n and seed: whether
+    the cap alone changed the outcome (the runs agree until the cap binds)."""
+    lines = []
+    for capped in records:
+        cap = capped["configuration"].get("max_penalty") or 0
+        key = (capped["metrics"]["n"], capped["metrics"]["seed"])
+        free = [
+            r
+            for r in records
+            if not r["configuration"].get("max_penalty")
+            and (r["metrics"]["n"], r["metrics"]["seed"]) == key
+        ]
+        if not cap or not free:
+            continue
+        a, b = free[0]["metrics"]["epochs"], capped["metrics"]["epochs"]
+        same = 0
+        while same < min(len(a), len(b)) and a[same]["entropy"] == b[same]["entropy"]:
+            same += 1
+        outcome = "converged" if capped["metrics"]["converged"] else "did not converge"
+        lines += [
+            "",
+            f"**Conclusion** (n = {key[0]}, seed {key[1]}, computed from the two records): the "
+            f"uncapped and capped runs agree exactly for epochs 0–{same - 1}, until the cap "
+            f"binds; uncapped, c grew to {max(e['c'] for e in a):.3g} and the run "
+            f"{'diverged' if free[0]['metrics']['stopped'] else 'ended'} "
+            f"({free[0]['metrics']['at_bounds']:.0%} of its draws on the bounds); capped at "
+            f"{cap:,.0f} it {outcome} at epoch {capped['metrics']['selected_epoch']} with "
+            f"{capped['metrics']['at_bounds']:.0%} on the bounds. The penalty's growth set off "
+            "the collapse."
+            if capped["metrics"]["converged"] and free[0]["metrics"]["stopped"]
+            else f"**Comparison** (n = {key[0]}, seed {key[1]}): capped at {cap:,.0f} the run "
+            f"{outcome}; uncapped it {'stopped' if free[0]['metrics']['stopped'] else 'ended'}.",
+        ]
+    return lines
 
 
 def _collapse(m: dict) -> str:
