@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, help="parameter draws per step")
     run.add_argument("--c0", type=float, help="initial penalty")
     run.add_argument(
+        "--max-penalty", type=float, help="cap on the penalty's growth (default: none, the paper)"
+    )
+    run.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -216,6 +219,7 @@ def _run_epi(args: argparse.Namespace, entry: BuiltinModel) -> int:
             "iterations": args.iterations,
             "batch_size": args.batch_size,
             "c0": args.c0,
+            "max_penalty": args.max_penalty,
         }.items()
         if value is not None
     }
