@@ -447,7 +447,8 @@ def test_epi_entropy_of_an_unreachable_property_agrees_with_log_prob_of_its_draw
     [
         (["--epochs", "0"], "EPIConfig.epochs"),
         (["--c0", "nan"], "EPIConfig.c0"),
-        X(["--n", "-2"], "--n"),
+        (["--max-penalty", "-1"], "EPIConfig.max_penalty"),  # below c0
+        (["--n", "-2"], "--n"),
     ],
 )
 def test_cli_semantic_errors_are_one_line_and_status_2(argv, message, tmp_path, capsys):
