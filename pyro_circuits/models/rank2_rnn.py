@@ -47,7 +47,9 @@ class Rank2RNN:
         torch.Size([3, 2])
     """
 
-    def __init__(self, n: int = 2, g: float = 0.01, bounds: tuple[float, float] = (-1.0, 1.0)):
+    def __init__(
+        self, n: int = 2, g: float = 0.01, bounds: tuple[float, float] = (-1.0, 1.0)
+    ) -> None:
         if not isinstance(n, int) or n < 2:
             raise ValueError(f"n must be an integer >= 2, got {n!r}")
         if g < 0:
@@ -60,10 +62,8 @@ class Rank2RNN:
         self.bounds = (low, high)
 
     def __call__(self) -> None:
-        low, high = self.bounds
-        prior = dist.Uniform(torch.full((self.n, 2), low), torch.full((self.n, 2), high)).to_event(
-            2
-        )
+        low, high = (torch.full((self.n, 2), bound) for bound in self.bounds)
+        prior = dist.Uniform(low, high).to_event(2)
         U = pyro.sample("U", prior)
         V = pyro.sample("V", prior)
         U = U + self.g * noise("U_noise", (self.n, 2), like=U)
