@@ -756,10 +756,16 @@ def _npe_rounds(records: list[dict]) -> list[str]:
         conf, runs = record["configuration"], record["metrics"]["runs"]
         lines += [
             "",
-            f"The paper's SNPE protocol at n = 2 (`NPE`, rounds of 1,000, batch 200, trained to "
-            f"sbi's stop, `{conf.get('estimator', 'zuko_maf')}` with "
+            f"The paper's SNPE protocol at n = {conf.get('n', 2)} (`NPE`, rounds of 1,000, batch "
+            f"200, trained to sbi's stop, `{conf.get('estimator', 'zuko_maf')}` with "
             f"{conf.get('transforms', 3)} transforms × {conf.get('hidden', 50)} units"
-            f"{_truncation(conf)}) run for {conf['rounds']} rounds with no patience stop: each "
+            f"{_truncation(conf)}) run for up to {conf['rounds']} rounds with no patience stop"
+            + (
+                f", ending once within {conf['stop_distance']:g}"
+                if conf.get("stop_distance")
+                else ""
+            )
+            + ": each "
             "round's ‖E f − x₀‖ on 1,000 predictive draws, and its best validation "
             "log-probability (the atomic loss from round 2, so rounds are not strictly "
             "comparable); the mark is where the reference's stop (two rounds without a better "
