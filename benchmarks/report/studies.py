@@ -1001,6 +1001,21 @@ def _cap_verdicts(records: list[dict]) -> list[str]:
     """For each run with a capped penalty and the uncapped run of the same n and seed: whether
     the cap alone changed the outcome (the runs agree until the cap binds)."""
     lines = []
+    capped_runs = [r["metrics"] for r in records if r["configuration"].get("max_penalty")]
+    if capped_runs:
+        done = [m for m in capped_runs if m["converged"]]
+        lines += [
+            "",
+            f"With a capped penalty {len(done)} of {len(capped_runs)} seeds converged"
+            + (
+                " ("
+                + ", ".join(f"seed {m['seed']} at epoch {m['selected_epoch']}" for m in done)
+                + ")"
+                if done
+                else ""
+            )
+            + ".",
+        ]
     for capped in records:
         cap = capped["configuration"].get("max_penalty") or 0
         key = (capped["metrics"]["n"], capped["metrics"]["seed"])

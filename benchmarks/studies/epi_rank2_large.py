@@ -10,7 +10,7 @@ entropy, loss and ‖R‖), why the run stopped, and the fraction of the final f
 draws within 1e-3 of a bound. ``--max-penalty`` caps the penalty's growth
 (``EPIConfig.max_penalty``) to test whether that growth sets off the collapse.
 
-Regenerate (about 15 minutes alone on one core; ``benchmarks/records/epi_rank2_large/n250.json``)::
+Regenerate (about 15 minutes alone on one core; ``benchmarks/records/epi_rank2_large/n250_seed2.json``)::
 
     .venv/bin/python -m benchmarks.studies.epi_rank2_large
 """
@@ -90,7 +90,7 @@ def main() -> None:
     print({k: metrics[k] for k in ("converged", "stopped", "at_bounds", "wall_time")})
     write_record(
         STUDY,
-        f"n{args.n}" + (f"_cap{args.max_penalty:g}" if cap else ""),
+        f"n{args.n}" + (f"_cap{args.max_penalty:g}" if cap else "") + f"_seed{args.seed}",
         command(f"benchmarks.studies.{STUDY}", *changed_flags(parser, args)),
         vars(args),
         metrics,
