@@ -1,28 +1,34 @@
-"""Can the paper's SNPE flow, fitted to the exact posterior at x₀, meet the criterion at n = 2?
+"""How close does the paper's SNPE flow get to x₀ when fitted to the exact posterior?
 
-NPE at n = 2 (``rank2_rnn(2)``, x₀ = (0.5, 1.5)) stalls at a predictive distance of 0.55–0.6
-whatever the rounds, flow size, flow kind or truncation (``npe_rank2_tail``). This study asks
-whether any round could do better: it gives the density estimator the best data a sequential
-round could hope for, draws from the exact (rejection-ABC) posterior, and measures the predictive
-of the fit.
+NPE on ``rank2_rnn`` (x₀ = (0.5, 1.5)) stalls at a predictive distance of 0.55–0.6 at n = 2 and
+above 2 at n = 25, whatever the rounds, flow size, flow kind or truncation (``npe_rank2_tail``).
+This study gives the density estimator the best data a round could hope for, draws of the posterior
+given ‖f − x₀‖ < ε, and measures the predictive of the fit: is the flow, or the rounds, what stops
+NPE?
 
-* Rejection: ``--prior-draws`` uniform prior draws are simulated in chunks, and those whose
-  statistics fall within ε of x₀ (ε ∈ ``--epsilons``) kept: samples of the posterior given
-  ‖f − x₀‖ < ε. Their own predictive (each kept θ simulated again, with the simulator's fresh
-  noise) is the reference: the distance an exact posterior reaches.
-* Fit: one round of sbi's ``NPE_C`` on the kept (θ, x) pairs, the estimator built as the package's
-  NPE builds it (``estimator_builder``: the support map onto the prior's box), trained to sbi's
-  stop with batch 200. Its loss on draws that are not from the prior is plain maximum likelihood,
-  so it is the closest this flow gets to the posterior. Its predictive distance (mean and median of
-  ``--check`` draws at x₀) is what a round would reach at best; the share of its draws within 0.5 of
-  x₀ says how much of its mass lies off the posterior.
+* Posterior draws. At n = 2 by rejection: ``--prior-draws`` uniform prior draws simulated in
+  chunks, those within ε of x₀ kept, and ``--kept`` of them drawn at random. At n ≥ 5, where
+  rejection is out of reach, by a random walk confined to the box and the ε-ball (the posterior is
+  uniform there): ``--kept`` chains start from prior draws scaled onto x₀ (f is homogeneous of
+  degree two in θ, J = UVᵀ), take ``--steps`` steps, the first half adapting the step to accept
+  a quarter of the moves, and their last states are the draws. The mean ‖θ‖ at each quarter of
+  the walk tells whether the chains have settled.
+* Their own predictive (each draw simulated again with fresh noise) is the reference: what an exact
+  posterior reaches.
+* Fit: one round of sbi's ``NPE_C`` on the (θ, x) pairs, the estimator built as the package's NPE
+  builds it (``estimator_builder``: the support map onto the prior's box), trained to sbi's stop
+  with batch 200. On draws that are not from the prior its loss is plain maximum likelihood, so it
+  is the closest this flow gets to the posterior with as many draws. Its predictive (``--check``
+  draws at x₀): the distances of its mean and median, and the share within 0.5 of x₀.
 
-The flows: the paper's ``zuko_maf`` 3 transforms × 50 units, a larger 5 × 100, and ``zuko_nsf``
-3 × 50.
+Several ε at one count say whether the fit at x₀ degrades as the training x spread around it, as
+an NPE round's do (its proposal's predictive has most of its mass beyond 0.5 of x₀).
 
-Regenerate (``benchmarks/records/npe_flow_ceiling/all.json``; about 10 minutes on one core)::
+Regenerate (``benchmarks/records/npe_flow_ceiling/n2.json`` and ``n25.json``; about 20 and 40
+minutes on one core)::
 
     .venv/bin/python -m benchmarks.studies.npe_flow_ceiling
+    .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --n 25 --epsilons 0.25 0.5
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import argparse
 import math
 
 import torch
+from tqdm import trange
 
 from benchmarks.records import changed_flags, command, write_record
 from benchmarks.studies.npe_rank2_tail import setup
@@ -55,6 +62,44 @@ def rejection(simulator, prior, x0, draws: int, epsilon: float, chunk: int = 1_0
         kept_theta.append(theta[inside])
         kept_x.append(x[inside])
     return torch.cat(kept_theta), torch.cat(kept_x)
+
+
+def scaled_starts(simulator, prior, x0, chains: int, epsilon: float, batch: int = 50_000):
+    """``chains`` points within ``epsilon`` of ``x0``: prior draws whose two statistics have x₀'s
+    ratio (within 5 %), scaled by √(x₀₁ / f₁)."""
+    ratio = x0[1] / x0[0]
+    found = []
+    while sum(len(theta) for theta in found) < chains:
+        theta = prior.sample((batch,))
+        x = simulator(theta)
+        near = (x[:, 0] > 0) & ((x[:, 1] / x[:, 0] - ratio).abs() < 0.05 * ratio)
+        scaled = theta[near] * (x0[0] / x[near, 0]).sqrt()[:, None]
+        inside = (simulator(scaled) - x0).norm(dim=1) < epsilon
+        found.append(scaled[inside])
+    return torch.cat(found)[:chains]
+
+
+def confined_walk(simulator, start, x0, epsilon: float, steps: int, low=-1.0, high=1.0):
+    """Random-walk Metropolis on the uniform distribution over the box ∩ {‖f − x₀‖ < ε}, one
+    chain per row of ``start``: the last states, their statistics, the mean ‖θ‖ at each quarter
+    of the walk and the acceptance rate of the second half."""
+    theta, x, step_size = start.clone(), simulator(start), 0.02
+    norms, accepted = [], []
+    for step in trange(steps, desc=f"walk ε={epsilon}", mininterval=10.0):
+        proposal = theta + step_size * torch.randn_like(theta)
+        proposed_x = simulator(proposal.clamp(low, high))
+        inside = ((proposal > low) & (proposal < high)).all(1)
+        accept = inside & ((proposed_x - x0).norm(dim=1) < epsilon)
+        theta = torch.where(accept[:, None], proposal, theta)
+        x = torch.where(accept[:, None], proposed_x, x)
+        rate = accept.float().mean().item()
+        if step < steps // 2:
+            step_size *= math.exp(0.1 * (rate - 0.25))
+        else:
+            accepted.append(rate)
+        if (step + 1) % (steps // 4) == 0:
+            norms.append(theta.norm(dim=1).mean().item())
+    return theta, x, {"mean_norm_by_quarter": norms, "acceptance": sum(accepted) / len(accepted)}
 
 
 def distances(x: torch.Tensor, x0: torch.Tensor) -> dict:
@@ -86,42 +131,53 @@ def fit(theta, x, x0, prior, simulator, flow: tuple[str, int, int], check: int) 
     }
 
 
+def posterior_draws(args, simulator, prior, x0, epsilon: float, pool):
+    """``args.kept`` draws of the posterior given ‖f − x₀‖ < ``epsilon``, their statistics, and
+    how they were found."""
+    if pool is not None:
+        theta, x = pool
+        inside = ((x - x0).norm(dim=1) < epsilon).nonzero().squeeze(1)
+        chosen = inside[torch.randperm(len(inside))[: args.kept]]
+        found = {"acceptance": len(inside) / args.prior_draws}
+        return theta[chosen], x[chosen], found
+    start = scaled_starts(simulator, prior, x0, args.kept, epsilon)
+    return confined_walk(simulator, start, x0, epsilon, args.steps)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prior-draws", type=int, default=100_000_000)
-    parser.add_argument("--epsilons", type=float, nargs="+", default=[0.1, 0.25])
+    parser.add_argument("--n", type=int, default=2, help="network size (n = 2: rejection)")
+    parser.add_argument("--prior-draws", type=int, default=100_000_000, help="rejection's")
+    parser.add_argument("--steps", type=int, default=20_000, help="random walk's (n > 2)")
+    parser.add_argument("--epsilons", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0])
+    parser.add_argument("--kept", type=int, default=5000, help="posterior draws per ε")
     parser.add_argument("--check", type=int, default=2000, help="predictive draws of each fit")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
-    simulator, x0, prior = setup(2)
-    theta, x = rejection(simulator, prior, x0, args.prior_draws, max(args.epsilons))
+    simulator, x0, prior = setup(args.n)
+    pool = None
+    if args.n == 2:
+        pool = rejection(simulator, prior, x0, args.prior_draws, max(args.epsilons))
     rows = []
     for epsilon in args.epsilons:
-        inside = (x - x0).norm(dim=1) < epsilon
-        kept_theta, kept_x = theta[inside], x[inside]
+        theta, x, found = posterior_draws(args, simulator, prior, x0, epsilon, pool)
         with torch.no_grad():
-            exact = distances(simulator(kept_theta), x0)
-        row = {
-            "epsilon": epsilon,
-            "kept": len(kept_theta),
-            "acceptance": len(kept_theta) / args.prior_draws,
-            "exact": exact,
-            "fits": {},
-        }
+            exact = distances(simulator(theta), x0)
+        row = {"epsilon": epsilon, "kept": len(theta), **found, "exact": exact, "fits": {}}
+        print(row, flush=True)
         for name, flow in FLOWS.items():
             torch.manual_seed(args.seed)
-            row["fits"][name] = fit(kept_theta, kept_x, x0, prior, simulator, flow, args.check)
+            row["fits"][name] = fit(theta, x, x0, prior, simulator, flow, args.check)
             print(epsilon, name, row["fits"][name], flush=True)
         rows.append(row)
-    prior_log_prob = -theta.shape[1] * math.log(2.0)
     write_record(
         STUDY,
-        "all",
+        f"n{args.n}",
         command(f"benchmarks.studies.{STUDY}", *changed_flags(parser, args)),
         vars(args),
-        {"prior_log_prob": prior_log_prob, "rows": rows},
+        {"rows": rows},
     )
 
 
