@@ -70,3 +70,9 @@ def second_moment(row: dict) -> float:
     """A constraint-table row's achieved second moment about the target mean: the column is
     ``achieved E[(f-μ)²]`` since it was relabelled, ``achieved var`` in older records."""
     return row.get("achieved E[(f-μ)²]", row.get("achieved var"))
+
+
+def notes_after(records: Sequence[dict]) -> str:
+    """The records' notes, each once, as sentences to follow a paragraph."""
+    notes = list(dict.fromkeys(r["notes"] for r in records if r.get("notes")))
+    return "".join(f" {note}" for note in notes)

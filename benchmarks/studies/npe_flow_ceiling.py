@@ -24,11 +24,13 @@ NPE?
 Several ε at one count say whether the fit at x₀ degrades as the training x spread around it, as
 an NPE round's do (its proposal's predictive has most of its mass beyond 0.5 of x₀).
 
-Regenerate (``benchmarks/records/npe_flow_ceiling/n2.json`` and ``n25.json``; about 20 and 40
-minutes on one core)::
+Regenerate (``benchmarks/records/npe_flow_ceiling/n2.json``, ``n25.json`` and
+``n25_kept20000.json``; about 20, 40 and 35 minutes on one core)::
 
     .venv/bin/python -m benchmarks.studies.npe_flow_ceiling
     .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --n 25 --epsilons 0.25 0.5
+    .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --n 25 --epsilons 0.25 \
+        --kept 20000 --steps 10000
 """
 
 from __future__ import annotations
@@ -172,9 +174,10 @@ def main() -> None:
             row["fits"][name] = fit(theta, x, x0, prior, simulator, flow, args.check)
             print(epsilon, name, row["fits"][name], flush=True)
         rows.append(row)
+    kept = "" if args.kept == parser.get_default("kept") else f"_kept{args.kept}"
     write_record(
         STUDY,
-        f"n{args.n}",
+        f"n{args.n}{kept}",
         command(f"benchmarks.studies.{STUDY}", *changed_flags(parser, args)),
         vars(args),
         {"rows": rows},
