@@ -16,7 +16,10 @@ Two measurements on ``rank2_rnn(n)`` and its stable-amplification property (x₀
   reference's stop end the rounds before they would converge?); ``--transforms`` and
   ``--hidden`` change the flow (is the paper's 3 × 50 too small?), ``--estimator`` its kind
   (``zuko_nsf``: are affine layers too rigid?), and ``--truncate Q`` runs
-  truncated sequential NPE instead of the atomic loss (is it the paper's SNPE variant?).
+  truncated sequential NPE instead of the atomic loss (is it the paper's SNPE variant?), and
+  ``--calibration W`` weights each simulation's loss by exp(−‖x − x₀‖² / 2W²) (sbi's
+  ``calibration_kernel``, Lueckmann et al. 2017: the target posterior is unchanged, the flow's
+  capacity goes to simulations near x₀; does NPE converge once its fit is local?).
 
 Regenerate (a few minutes; ``benchmarks/records/npe_rank2_tail/all.json``; with ``--rounds 20
 --seeds 1 2``, ``rounds.json``, about an hour)::
@@ -102,6 +105,17 @@ def one_round(simulations: int, seed: int) -> list[dict]:
     return rows
 
 
+class NearObservation:
+    """sbi calibration kernel: the Gaussian weight exp(−‖x − x₀‖² / 2 width²) of each
+    simulation (a class, so that the result pickles)."""
+
+    def __init__(self, x0: torch.Tensor, width: float):
+        self.x0, self.width = x0, width
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-((x - self.x0) ** 2).sum(-1) / (2 * self.width**2))
+
+
 def many_rounds(
     rounds: int,
     seeds: list[int],
@@ -111,10 +125,15 @@ def many_rounds(
     estimator: str = "zuko_maf",
     n: int = 2,
     stop_distance: float | None = None,
+    calibration: float | None = None,
 ) -> list[dict]:
     """The per-round history of the paper's SNPE protocol at size ``n``, with no patience stop
-    (stopping at ``stop_distance`` where given)."""
+    (stopping at ``stop_distance`` where given; the loss weighted by :class:`NearObservation`
+    of width ``calibration`` where given)."""
     entry = MODELS["rank2_rnn"]
+    train_kwargs = {"training_batch_size": 200}
+    if calibration:
+        train_kwargs["calibration_kernel"] = NearObservation(setup(n)[1], calibration)
     runs = []
     for seed in seeds:
         result = NPE(
@@ -125,7 +144,7 @@ def many_rounds(
             stop_distance=stop_distance,
             density_estimator=estimator,
             estimator_kwargs={"hidden_features": hidden, "num_transforms": transforms},
-            train_kwargs={"training_batch_size": 200},
+            train_kwargs=train_kwargs,
             check_samples=1000,
             truncate=truncate,
             seed=seed,
@@ -154,6 +173,9 @@ def main() -> None:
     parser.add_argument(
         "--stop-distance", type=float, default=0.0, help="end at this distance (--rounds; 0: off)"
     )
+    parser.add_argument(
+        "--calibration", type=float, default=0.0, help="kernel width (--rounds; 0: off)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -169,12 +191,14 @@ def main() -> None:
             args.estimator,
             args.n,
             args.stop_distance or None,
+            args.calibration or None,
         )
         paper = (args.transforms, args.hidden) == (3, 50)
         variant = "rounds" if paper else f"rounds_{args.transforms}x{args.hidden}"
         variant += "_truncated" if args.truncate else ""
         variant += "" if args.estimator == "zuko_maf" else f"_{args.estimator}"
         variant += "" if args.n == 2 else f"_n{args.n}"
+        variant += f"_calibration{args.calibration:g}" if args.calibration else ""
         write_record(STUDY, variant, regenerate, vars(args), {"runs": runs})
         return
     predictive = [prior_predictive(n, args.draws) for n in (2, 5, 10, 25, 50, 100)]
