@@ -280,11 +280,13 @@ def npe_flow_ceiling(records: list[dict]) -> str:
         conf, rows = record["configuration"], record["metrics"]["rows"]
         lines += [
             "",
-            f"n = {conf['n']} (dim z {4 * conf['n']}), {conf['kept']:,} draws per ε:",
+            f"n = {conf['n']} (dim z {4 * conf['n']}); the uniform prior's log-probability is "
+            f"{-4 * conf['n'] * math.log(2):.2f}:",
             "",
             table(
                 [
                     "ε",
+                    "draws",
                     "acceptance",
                     "estimator",
                     "validation log-prob",
@@ -309,11 +311,13 @@ def npe_flow_ceiling(records: list[dict]) -> str:
 
 def _ceiling_rows(row: dict) -> list[list]:
     """The exact draws' row and one row per fitted flow, for one ε."""
-    cells = [f"{row['epsilon']:g}", f"{row['acceptance']:.2g}"]
+    cells = [f"{row['epsilon']:g}", f"{row['kept']:,}", f"{row['acceptance']:.2g}"]
     exact = row["exact"]
     lines = [[*cells, "*exact*", "—", *_predictive_cells(exact)]]
     for name, fit in row["fits"].items():
-        lines.append(["", "", name, f"{fit['validation_log_prob']:.2f}", *_predictive_cells(fit)])
+        lines.append(
+            ["", "", "", name, f"{fit['validation_log_prob']:.2f}", *_predictive_cells(fit)]
+        )
     return lines
 
 
