@@ -77,7 +77,7 @@ def _npe_rounds(records: list[dict]) -> list[str]:
             f"The paper's SNPE protocol at n = {conf.get('n', 2)} (`NPE`, rounds of 1,000, batch "
             f"200, trained to sbi's stop, `{conf.get('estimator', 'zuko_maf')}` with "
             f"{conf.get('transforms', 3)} transforms × {conf.get('hidden', 50)} units"
-            f"{_truncation(conf)}) run for up to {conf['rounds']} rounds with no patience stop"
+            f"{_truncation(conf)}{_calibration(conf)}) run for up to {conf['rounds']} rounds with no patience stop"
             + (
                 f", ending once within {conf['stop_distance']:g}"
                 if conf.get("stop_distance")
@@ -100,6 +100,15 @@ def _truncation(conf: dict) -> str:
     return (
         f"; truncated sequential NPE: later rounds from the prior restricted to the posterior's "
         f"density above its {conf['truncate']:g} quantile, first-round loss"
+    )
+
+
+def _calibration(conf: dict) -> str:
+    if not conf.get("calibration"):
+        return ""
+    return (
+        f"; each simulation's loss weighted by exp(−‖x − x₀‖² / 2·{conf['calibration']:g}²), "
+        "sbi's calibration kernel, so its validation log-probability is weighted too"
     )
 
 
