@@ -18,6 +18,7 @@ __all__ = [
     "constraint_table",
     "MomentTest",
     "moment_test",
+    "near_share",
     "predictive_distance",
     "SECOND_MOMENT",
 ]
@@ -268,6 +269,23 @@ def predictive_distance(stats, prop, center: str = "mean") -> float:
     flat = flat.reshape(flat.shape[0], -1)
     middle = flat.mean(0) if center == "mean" else flat.quantile(0.5, dim=0)
     return float((middle - prop.mean_vector.to(flat)).norm())
+
+
+def near_share(stats, prop) -> float:
+    """The share of simulations within one target s.d. of the property's means:
+    ‖(f − μ) / σ‖₂ < 1, with σ² the property's variances. What a round of NPE adds near x₀.
+
+    ``stats`` is ``{name: (n, *shape)}`` or the flat ``(n, k)`` matrix in the property's order.
+
+    Example:
+        >>> prop = EmergentProperty(mean={"f": [0.0, 0.0]}, variance={"f": [1.0, 4.0]})
+        >>> near_share(torch.tensor([[0.5, 1.0], [0.0, 3.0], [2.0, 0.0]]), prop)
+        0.3333333432674408
+    """
+    flat = prop.flatten(stats) if isinstance(stats, Mapping) else torch.as_tensor(stats)
+    flat = flat.reshape(flat.shape[0], -1)
+    scaled = (flat - prop.mean_vector.to(flat)) / prop.variance_vector.to(flat).sqrt()
+    return float((scaled.norm(dim=1) < 1).float().mean())
 
 
 def check_fit_arguments(model, prop, params, model_args, model_kwargs) -> None:

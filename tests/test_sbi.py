@@ -1,5 +1,7 @@
 """The sbi bridge: prior, simulator, x0, and NPE / SMC-ABC on a model with a known answer."""
 
+import warnings
+
 import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
@@ -16,6 +18,7 @@ from pyro_circuits.sbi import (
     NPE,
     SMCABC,
     NPEResult,
+    ObservationInTailWarning,
     Simulator,
     SMCABCResult,
     SMCABCStalled,
@@ -120,7 +123,7 @@ def test_npe_recovers_gaussian_posterior(npe_result):
     assert 0.15 < theta.std().item() < 0.5  # true posterior sd ≈ 0.3; the prior's is 1.7
     assert npe_result.simulations == 500 and npe_result.wall_time > 0
     assert list(npe_result.history.columns) == [
-        "round", "simulations", "wall_time", "distance", "median_distance",
+        "round", "simulations", "wall_time", "distance", "median_distance", "near_x0",
         "validation_log_prob", "epochs_trained",
     ]  # fmt: skip
     assert npe_result.history["distance"].iloc[-1] < 0.3
@@ -188,6 +191,43 @@ def test_npe_stop_distance_ends_the_rounds_once_the_predictive_is_near():
     )
     assert len(result.history) == 1 and result.stopped_by == "stop_distance"
     assert result.history["distance"].iloc[0] < 100.0
+
+
+def test_npe_history_counts_the_simulations_near_x0_and_the_rounds_gather_them():
+    """Round 1 draws θ ~ U(-3, 3): P(|θ + 0.3ε − 1| < 0.3) ≈ 0.6 / 6 = 0.1. Round 2 draws from
+    round 1's posterior, between the prior and the exact N(1, 0.3²), whose f ~ N(1, 2 · 0.3²)
+    would put P(|Z| < 1/√2) ≈ 0.52 within one s.d."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ObservationInTailWarning)
+        result = NPE(
+            gaussian_model,
+            PROP,
+            simulations=500,
+            rounds=2,
+            estimator_kwargs={"hidden_features": 16, "num_transforms": 1},
+            train_kwargs={"max_num_epochs": 40, "learning_rate": 1e-2, "training_batch_size": 50},
+            check_samples=0,
+            progress=False,
+        )
+    first, second = result.history["near_x0"]
+    assert first == pytest.approx(0.1, abs=0.04)
+    assert 2 * first < second < 0.52 + 0.06
+
+
+def test_npe_warns_when_x0_lies_in_the_prior_predictives_far_tail():
+    """One target s.d. of 0.003 around f = 1 holds about 0.006 / 6 = 0.1 % of round 1."""
+    narrow = EmergentProperty(mean={"f": 1.0}, variance={"f": 0.003**2})
+    with pytest.warns(ObservationInTailWarning, match=r"of round 1's simulations lie within"):
+        result = NPE(
+            gaussian_model,
+            narrow,
+            simulations=500,
+            estimator_kwargs={"hidden_features": 8, "num_transforms": 1},
+            train_kwargs={"max_num_epochs": 2, "training_batch_size": 50},
+            check_samples=0,
+            progress=False,
+        )
+    assert result.history["near_x0"].iloc[0] < 0.005
 
 
 def test_truncated_npe_recovers_the_posterior_and_draws_later_rounds_near_it():

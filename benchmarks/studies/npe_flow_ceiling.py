@@ -22,15 +22,20 @@ NPE?
   draws at x₀): the distances of its mean and median, and the share within 0.5 of x₀.
 
 Several ε at one count say whether the fit at x₀ degrades as the training x spread around it, as
-an NPE round's do (its proposal's predictive has most of its mass beyond 0.5 of x₀).
+an NPE round's do. With ``--npe-rounds R``, instead: the package's ``NPE`` with the paper's
+protocol (``npe_rank2_tail``'s rounds) for R rounds at ``--n``, recording each round's share of
+simulations within one target s.d. of x₀ (``near_x0``): how near x₀ the rounds gather their data.
 
-Regenerate (``benchmarks/records/npe_flow_ceiling/n2.json``, ``n25.json`` and
-``n25_kept20000.json``; about 20, 40 and 35 minutes on one core)::
+Regenerate (``benchmarks/records/npe_flow_ceiling/``: ``n2.json``, ``n25.json``,
+``n25_kept20000.json``, ``n2_npe.json`` and ``n25_npe.json``; about 20, 40, 35, 10 and 15 minutes
+on one core)::
 
     .venv/bin/python -m benchmarks.studies.npe_flow_ceiling
     .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --n 25 --epsilons 0.25 0.5
     .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --n 25 --epsilons 0.25 \
         --kept 20000 --steps 10000
+    .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --npe-rounds 10
+    .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --npe-rounds 5 --n 25
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import torch
 from tqdm import trange
 
 from benchmarks.records import changed_flags, command, write_record
-from benchmarks.studies.npe_rank2_tail import setup
+from benchmarks.studies.npe_rank2_tail import many_rounds, setup
 from pyro_circuits.sbi.npe import estimator_builder
 
 STUDY = "npe_flow_ceiling"
@@ -155,9 +160,15 @@ def main() -> None:
     parser.add_argument("--kept", type=int, default=5000, help="posterior draws per ε")
     parser.add_argument("--check", type=int, default=2000, help="predictive draws of each fit")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--npe-rounds", type=int, default=0, help="NPE's rounds instead (seed 1)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
+    regenerate = command(f"benchmarks.studies.{STUDY}", *changed_flags(parser, args))
+    if args.npe_rounds:
+        runs = many_rounds(args.npe_rounds, [1], 3, 50, None, n=args.n)
+        write_record(STUDY, f"n{args.n}_npe", regenerate, vars(args), {"runs": runs})
+        return
     simulator, x0, prior = setup(args.n)
     pool = None
     if args.n == 2:
@@ -178,7 +189,7 @@ def main() -> None:
     write_record(
         STUDY,
         f"n{args.n}{kept}",
-        command(f"benchmarks.studies.{STUDY}", *changed_flags(parser, args)),
+        regenerate,
         vars(args),
         {"rows": rows},
     )

@@ -2,13 +2,14 @@
 
 from pyro_circuits.sbi.bridge import Simulator, observation, sbi_prior
 from pyro_circuits.sbi.calibration import calibration
-from pyro_circuits.sbi.npe import NPE, estimator_builder, stalled_rounds
+from pyro_circuits.sbi.npe import NPE, ObservationInTailWarning, estimator_builder, stalled_rounds
 from pyro_circuits.sbi.result import NPEResult, SMCABCResult
 from pyro_circuits.sbi.smcabc import SMCABC, SMCABCStalled
 
 __all__ = [
     "NPE",
     "NPEResult",
+    "ObservationInTailWarning",
     "SMCABC",
     "SMCABCResult",
     "SMCABCStalled",
