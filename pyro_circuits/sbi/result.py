@@ -25,7 +25,8 @@ class SBIResult(InferenceResult):
     Attributes:
         history: one row per round (NPE) or population (SMC-ABC): ``simulations`` used so far,
             ``wall_time`` so far, and ``distance`` = ‖mean statistics − x₀‖₂ (NPE: of posterior
-            predictive draws, with ``median_distance`` of their median; SMC-ABC: of the
+            predictive draws, with ``median_distance`` of their median, and ``near_x0``, the
+            share of the round's simulations within one target s.d. of x₀; SMC-ABC: of the
             population's accepted simulations).
     """
 
