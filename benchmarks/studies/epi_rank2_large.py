@@ -48,6 +48,7 @@ def run(n: int, seed: int, epochs: int, iterations: int, init: int, max_penalty)
     flat = torch.cat([v.reshape(2000, -1) for v in draws.values()], dim=1)
     trace = result.trace
     residuals = trace[[c for c in trace.columns if c.startswith("R ")]]
+    norms = (residuals**2).sum(axis=1) ** 0.5
     return {
         "n": n,
         "seed": seed,
@@ -64,7 +65,7 @@ def run(n: int, seed: int, epochs: int, iterations: int, init: int, max_penalty)
                 "step": int(row.step),
                 "entropy": float(row.entropy),
                 "loss": float(row.loss),
-                "R_norm": float(residuals.loc[i].pow(2).sum() ** 0.5),
+                "R_norm": float(norms.loc[i]),
             }
             for i, row in trace.iterrows()
         ],

@@ -47,7 +47,7 @@ import torch
 from tqdm import trange
 
 from benchmarks.records import changed_flags, command, write_record
-from benchmarks.studies.npe_rank2_tail import many_rounds, setup
+from benchmarks.studies.npe_rank2_tail import fit_once, many_rounds, setup
 from pyro_circuits.sbi.npe import estimator_builder
 
 STUDY = "npe_flow_ceiling"
@@ -120,22 +120,12 @@ def distances(x: torch.Tensor, x0: torch.Tensor) -> dict:
 
 def fit(theta, x, x0, prior, simulator, flow: tuple[str, int, int], check: int) -> dict:
     """One round of ``NPE_C`` on the (θ, x) pairs with ``flow``, and its predictive at x₀."""
-    from sbi.inference import NPE_C
-
     estimator, transforms, hidden = flow
     kwargs = {"hidden_features": hidden, "num_transforms": transforms}
     build = estimator_builder(estimator, kwargs, prior)
-    inference = NPE_C(prior=prior, density_estimator=build, show_progress_bars=False)
-    net = inference.append_simulations(theta, x).train(training_batch_size=200)
-    posterior = inference.build_posterior(net)
-    with torch.no_grad():
-        draws = posterior.sample((check,), x=x0, show_progress_bars=False)
-        predictive = simulator(draws)
-    return {
-        "validation_log_prob": -float(inference.summary["best_validation_loss"][-1]),
-        "epochs": int(inference.summary["epochs_trained"][-1]),
-        **distances(predictive, x0),
-    }
+    fitted = fit_once(build, prior, theta, x, x0, simulator, check)
+    predictive = fitted.pop("predictive")
+    return {**fitted, **distances(predictive, x0)}
 
 
 def posterior_draws(args, simulator, prior, x0, epsilon: float, pool):

@@ -69,8 +69,25 @@ def prior_predictive(n: int, draws: int) -> dict:
     }
 
 
-def one_round(simulations: int, seed: int) -> list[dict]:
+def fit_once(build, prior, theta, x, x0, simulator, draws: int) -> dict:
+    """One round of sbi's ``NPE_C`` with the estimator ``build`` on the (θ, x) pairs, trained to
+    sbi's stop with batch 200: its best validation log-probability, epochs, and the statistics
+    of ``draws`` posterior draws at ``x0`` (``predictive``)."""
     from sbi.inference import NPE_C
+
+    inference = NPE_C(prior=prior, density_estimator=build, show_progress_bars=False)
+    net = inference.append_simulations(theta, x).train(training_batch_size=200)
+    posterior = inference.build_posterior(net)
+    with torch.no_grad():
+        predictive = simulator(posterior.sample((draws,), x=x0, show_progress_bars=False))
+    return {
+        "validation_log_prob": -float(inference.summary["best_validation_loss"][-1]),
+        "epochs": int(inference.summary["epochs_trained"][-1]),
+        "predictive": predictive,
+    }
+
+
+def one_round(simulations: int, seed: int) -> list[dict]:
     from sbi.neural_nets import posterior_nn
 
     simulator, x0, prior = setup(2)
@@ -86,17 +103,13 @@ def one_round(simulations: int, seed: int) -> list[dict]:
             if support
             else posterior_nn(model=estimator, **kwargs)
         )
-        inference = NPE_C(prior=prior, density_estimator=build, show_progress_bars=False)
-        net = inference.append_simulations(theta, x).train(training_batch_size=200)
-        posterior = inference.build_posterior(net)
-        predictive = simulator(posterior.sample((2000,), x=x0, show_progress_bars=False))
-        log_prob = -float(inference.summary["best_validation_loss"][-1])
+        fitted = fit_once(build, prior, theta, x, x0, simulator, 2000)
+        predictive = fitted.pop("predictive")
         rows.append(
             {
                 "way": name,
-                "validation_log_prob": log_prob,
-                "gain_over_prior": log_prob - prior_log_prob,
-                "epochs": int(inference.summary["epochs_trained"][-1]),
+                **fitted,
+                "gain_over_prior": fitted["validation_log_prob"] - prior_log_prob,
                 "predictive_mean": predictive.mean(0).tolist(),
                 "distance": (predictive.mean(0) - x0).norm().item(),
             }
