@@ -129,6 +129,14 @@ class NearObservation:
         return torch.exp(-((x - self.x0) ** 2).sum(-1) / (2 * self.width**2))
 
 
+class InsideBall(NearObservation):
+    """sbi calibration kernel: weight 1 for a simulation within ``width`` of x₀, else 0 (the
+    round trains only on the pairs with x in the ball, where p(θ | x) is unchanged)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x - self.x0).norm(dim=-1) < self.width).to(x.dtype)
+
+
 def many_rounds(
     rounds: int,
     seeds: list[int],
@@ -139,20 +147,24 @@ def many_rounds(
     n: int = 2,
     stop_distance: float | None = None,
     calibration: float | None = None,
+    ball: float | None = None,
+    simulations: int = 1000,
 ) -> list[dict]:
     """The per-round history of the paper's SNPE protocol at size ``n``, with no patience stop
     (stopping at ``stop_distance`` where given; the loss weighted by :class:`NearObservation`
-    of width ``calibration`` where given)."""
+    of width ``calibration``, or by :class:`InsideBall` of radius ``ball``, where given)."""
     entry = MODELS["rank2_rnn"]
     train_kwargs = {"training_batch_size": 200}
     if calibration:
         train_kwargs["calibration_kernel"] = NearObservation(setup(n)[1], calibration)
+    if ball:
+        train_kwargs["calibration_kernel"] = InsideBall(setup(n)[1], ball)
     runs = []
     for seed in seeds:
         result = NPE(
             entry.build(n),
             entry.property(),
-            simulations=1000,
+            simulations=simulations,
             rounds=rounds,
             stop_distance=stop_distance,
             density_estimator=estimator,
@@ -165,7 +177,7 @@ def many_rounds(
             threads=1,
         )
         runs.append({"seed": seed, "history": result.history.to_dict("records")})
-        print(result.history, flush=True)
+        print(result.history.to_string(), flush=True)
     return runs
 
 
@@ -183,6 +195,12 @@ def main() -> None:
         "--truncate", type=float, default=0.0, help="truncated NPE's quantile (--rounds; 0: off)"
     )
     parser.add_argument("--n", type=int, default=2, help="network size (--rounds)")
+    parser.add_argument(
+        "--ball", type=float, default=0.0, help="train only within this of x₀ (--rounds; 0: off)"
+    )
+    parser.add_argument(
+        "--round-simulations", type=int, default=1000, help="simulations per round (--rounds)"
+    )
     parser.add_argument(
         "--stop-distance", type=float, default=0.0, help="end at this distance (--rounds; 0: off)"
     )
@@ -205,6 +223,8 @@ def main() -> None:
             args.n,
             args.stop_distance or None,
             args.calibration or None,
+            args.ball or None,
+            args.round_simulations,
         )
         paper = (args.transforms, args.hidden) == (3, 50)
         variant = "rounds" if paper else f"rounds_{args.transforms}x{args.hidden}"
@@ -212,6 +232,8 @@ def main() -> None:
         variant += "" if args.estimator == "zuko_maf" else f"_{args.estimator}"
         variant += "" if args.n == 2 else f"_n{args.n}"
         variant += f"_calibration{args.calibration:g}" if args.calibration else ""
+        variant += f"_ball{args.ball:g}" if args.ball else ""
+        variant += "" if args.round_simulations == 1000 else f"_{args.round_simulations}"
         write_record(STUDY, variant, regenerate, vars(args), {"runs": runs})
         return
     predictive = [prior_predictive(n, args.draws) for n in (2, 5, 10, 25, 50, 100)]
