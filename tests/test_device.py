@@ -16,7 +16,7 @@ from pyro_circuits.epi import EPIGuide
 from pyro_circuits.results import InferenceResult
 from pyro_circuits.sbi import NPE, SMCABC
 from pyro_circuits.sbi.bridge import Simulator, sbi_prior, simulate
-from pyro_circuits.sbi.npe import _NoTracker, _posterior_on_cpu, estimator_builder
+from pyro_circuits.sbi.npe import NoTracker, _posterior_on_cpu, estimator_builder
 from pyro_circuits.sites import CircuitProgram
 from pyro_circuits.space import ParameterSpace
 
@@ -166,7 +166,7 @@ def test_npe_posterior_rebuilt_on_the_cpu_matches_the_trained_one():
     theta = prior.sample((100,))
     x = Simulator(program)(theta)
     inference = NPE_C(
-        prior=prior, density_estimator=build, show_progress_bars=False, tracker=_NoTracker()
+        prior=prior, density_estimator=build, show_progress_bars=False, tracker=NoTracker()
     )
     trained = inference.append_simulations(theta, x).train(
         max_num_epochs=3, show_train_summary=False

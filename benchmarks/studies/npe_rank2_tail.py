@@ -39,7 +39,7 @@ from benchmarks.records import changed_flags, command, write_record
 from pyro_circuits.catalog import MODELS
 from pyro_circuits.sbi import NPE
 from pyro_circuits.sbi.bridge import prepare, sbi_prior
-from pyro_circuits.sbi.npe import estimator_builder
+from pyro_circuits.sbi.npe import NoTracker, estimator_builder
 from pyro_circuits.space import ParameterSpace
 
 STUDY = "npe_rank2_tail"
@@ -75,7 +75,9 @@ def fit_once(build, prior, theta, x, x0, simulator, draws: int) -> dict:
     of ``draws`` posterior draws at ``x0`` (``predictive``)."""
     from sbi.inference import NPE_C
 
-    inference = NPE_C(prior=prior, density_estimator=build, show_progress_bars=False)
+    inference = NPE_C(
+        prior=prior, density_estimator=build, show_progress_bars=False, tracker=NoTracker()
+    )
     net = inference.append_simulations(theta, x).train(training_batch_size=200)
     posterior = inference.build_posterior(net)
     with torch.no_grad():

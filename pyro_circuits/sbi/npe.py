@@ -51,7 +51,7 @@ class ObservationInTailWarning(UserWarning):
     """x₀ lies in the far tail of the prior predictive: NPE's flow may never fit it closely."""
 
 
-class _NoTracker:
+class NoTracker:
     """sbi training tracker that records nothing (sbi's default writes ``sbi-logs/``)."""
 
     log_dir = None
@@ -329,7 +329,7 @@ def NPE(
         density_estimator=estimator,
         device=str(device),
         show_progress_bars=progress,
-        tracker=tracker or _NoTracker(),
+        tracker=tracker or NoTracker(),
     )
     x0_here = x0.to(device)
     proposal, rows, used, stopped_by = prior, [], 0, None
