@@ -203,6 +203,7 @@ def main() -> None:
     parser.add_argument(
         "--round-simulations", type=int, default=1000, help="simulations per round (--rounds)"
     )
+    parser.add_argument("--tag", default="", help="suffix of the rounds record's variant")
     parser.add_argument(
         "--stop-distance", type=float, default=0.0, help="end at this distance (--rounds; 0: off)"
     )
@@ -236,6 +237,7 @@ def main() -> None:
         variant += f"_calibration{args.calibration:g}" if args.calibration else ""
         variant += f"_ball{args.ball:g}" if args.ball else ""
         variant += "" if args.round_simulations == 1000 else f"_{args.round_simulations}"
+        variant += f"_{args.tag}" if args.tag else ""
         write_record(STUDY, variant, regenerate, vars(args), {"runs": runs})
         return
     predictive = [prior_predictive(n, args.draws) for n in (2, 5, 10, 25, 50, 100)]
