@@ -77,8 +77,8 @@ def _npe_rounds(records: list[dict]) -> list[str]:
             f"The paper's SNPE protocol at n = {conf.get('n', 2)} (`NPE`, rounds of "
             f"{conf.get('round_simulations', 1000):,}, batch 200, trained to sbi's stop, "
             f"`{conf.get('estimator', 'zuko_maf')}` with {conf.get('transforms', 3)} transforms × "
-            f"{conf.get('hidden', 50)} units{_truncation(conf)}{_calibration(conf)}"
-            f"{_ball(conf)}) run for up to {conf['rounds']} rounds with no patience stop"
+            f"{conf.get('hidden', 50)} units{_settings(conf)}) run for up to {conf['rounds']} "
+            "rounds with no patience stop"
             + (
                 f", ending once within {conf['stop_distance']:g}"
                 if conf.get("stop_distance")
@@ -103,32 +103,20 @@ def _round_columns(runs: list[dict]) -> dict[str, str]:
     return columns
 
 
-def _truncation(conf: dict) -> str:
-    if not conf.get("truncate"):
-        return ""
-    return (
-        f"; truncated sequential NPE: later rounds from the prior restricted to the posterior's "
-        f"density above its {conf['truncate']:g} quantile, first-round loss"
-    )
+#: How a rounds record's non-default settings read in its caption (configuration key → phrase).
+_SETTINGS = {
+    "truncate": "; truncated sequential NPE: later rounds from the prior restricted to the "
+    "posterior's density above its {:g} quantile, first-round loss",
+    "calibration": "; each simulation's loss weighted by exp(−‖x − x₀‖² / 2·{:g}²), sbi's "
+    "calibration kernel, so its validation log-probability is weighted too",
+    "ball": "; each round trained only on the simulations within {:g} of x₀ (sbi's calibration "
+    "kernel as an indicator; p(θ | x) is unchanged inside the ball), so its validation "
+    "log-probability averages over all simulations with zero weight outside",
+}
 
 
-def _calibration(conf: dict) -> str:
-    if not conf.get("calibration"):
-        return ""
-    return (
-        f"; each simulation's loss weighted by exp(−‖x − x₀‖² / 2·{conf['calibration']:g}²), "
-        "sbi's calibration kernel, so its validation log-probability is weighted too"
-    )
-
-
-def _ball(conf: dict) -> str:
-    if not conf.get("ball"):
-        return ""
-    return (
-        f"; each round trained only on the simulations within {conf['ball']:g} of x₀ (sbi's "
-        "calibration kernel as an indicator; p(θ | x) is unchanged inside the ball), so its "
-        "validation log-probability averages over all simulations with zero weight outside"
-    )
+def _settings(conf: dict) -> str:
+    return "".join(phrase.format(conf[key]) for key, phrase in _SETTINGS.items() if conf.get(key))
 
 
 def _round_cells(
