@@ -65,8 +65,9 @@ from benchmarks.studies.npe_rank2_tail import fit_once, many_rounds, setup
 from pyro_circuits.sbi.npe import estimator_builder
 
 STUDY = "npe_flow_ceiling"
+PAPER = "zuko_maf 3 × 50 (paper)"
 FLOWS = {
-    "zuko_maf 3 × 50 (paper)": ("zuko_maf", 3, 50),
+    PAPER: ("zuko_maf", 3, 50),
     "zuko_maf 5 × 100": ("zuko_maf", 5, 100),
     "zuko_nsf 3 × 50": ("zuko_nsf", 3, 50),
 }
@@ -132,22 +133,24 @@ def distances(x: torch.Tensor, x0: torch.Tensor) -> dict:
     }
 
 
-def fit(theta, x, x0, prior, simulator, flow: tuple[str, int, int], check: int) -> dict:
-    """One round of ``NPE_C`` on the (θ, x) pairs with ``flow``, and its predictive at x₀."""
-    estimator, transforms, hidden = flow
-    kwargs = {"hidden_features": hidden, "num_transforms": transforms}
-    build = estimator_builder(estimator, kwargs, prior)
-    fitted = fit_once(build, prior, theta, x, x0, simulator, check)
-    predictive = fitted.pop("predictive")
-    return {**fitted, **distances(predictive, x0)}
-
-
 def per_statistic(x: torch.Tensor, x0: torch.Tensor) -> dict:
     """The predictive's mean of each statistic and its distance to x₀."""
     return {"mean": x.mean(0).tolist(), "distance": (x.mean(0) - x0).norm().item()}
 
 
-@torch.no_grad()
+def fit(
+    theta, x, x0, prior, simulator, flow: tuple[str, int, int], check: int, summary=distances
+) -> dict:
+    """One round of ``NPE_C`` on the (θ, x) pairs with ``flow``, and its predictive at x₀
+    described by ``summary`` (:func:`distances` or :func:`per_statistic`)."""
+    estimator, transforms, hidden = flow
+    kwargs = {"hidden_features": hidden, "num_transforms": transforms}
+    build = estimator_builder(estimator, kwargs, prior)
+    fitted = fit_once(build, prior, theta, x, x0, simulator, check)
+    predictive = fitted.pop("predictive")
+    return {**fitted, **summary(predictive, x0)}
+
+
 def jittered(theta, x, x0, prior, simulator, scales, check: int) -> dict:
     """The predictive of the draws ``theta`` moved by Gaussian noise of each s.d. in ``scales``,
     and of the paper's flow fitted to (``theta``, ``x``)."""
@@ -156,12 +159,8 @@ def jittered(theta, x, x0, prior, simulator, scales, check: int) -> dict:
         moved = theta + scale * torch.randn_like(theta)
         rows.append({"sd": scale, **per_statistic(simulator(moved), x0)})
         print(rows[-1], flush=True)
-    kwargs = {"hidden_features": 50, "num_transforms": 3}
-    with torch.enable_grad():
-        fitted = fit_once(estimator_builder("zuko_maf", kwargs, prior), prior, theta, x, x0,
-                          simulator, check)  # fmt: skip
-    draws = fitted.pop("predictive")
-    return {"jitter": rows, "flow": {**fitted, **per_statistic(draws, x0)}}
+    flow = fit(theta, x, x0, prior, simulator, FLOWS[PAPER], check, summary=per_statistic)
+    return {"jitter": rows, "flow": flow}
 
 
 def posterior_draws(args, simulator, prior, x0, epsilon: float, pool):
@@ -212,8 +211,7 @@ def main() -> None:
     rows = []
     for epsilon in args.epsilons:
         theta, x, found = posterior_draws(args, simulator, prior, x0, epsilon, pool)
-        with torch.no_grad():
-            exact = distances(simulator(theta), x0)
+        exact = distances(simulator(theta), x0)
         row = {"epsilon": epsilon, "kept": len(theta), **found, "exact": exact, "fits": {}}
         print(row, flush=True)
         for name, flow in FLOWS.items():

@@ -157,10 +157,9 @@ def many_rounds(
     of width ``calibration``, or by :class:`InsideBall` of radius ``ball``, where given)."""
     entry = MODELS["rank2_rnn"]
     train_kwargs = {"training_batch_size": 200}
-    if calibration:
-        train_kwargs["calibration_kernel"] = NearObservation(setup(n)[1], calibration)
-    if ball:
-        train_kwargs["calibration_kernel"] = InsideBall(setup(n)[1], ball)
+    kernel = InsideBall if ball else NearObservation if calibration else None
+    if kernel:
+        train_kwargs["calibration_kernel"] = kernel(setup(n)[1], ball or calibration)
     runs = []
     for seed in seeds:
         result = NPE(
@@ -211,6 +210,8 @@ def main() -> None:
         "--calibration", type=float, default=0.0, help="kernel width (--rounds; 0: off)"
     )
     args = parser.parse_args()
+    if args.ball and args.calibration:
+        parser.error("--ball and --calibration are alternative kernels: give one")
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     flags = changed_flags(parser, args)
