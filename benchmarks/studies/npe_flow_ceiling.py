@@ -21,6 +21,10 @@ NPE?
   is the closest this flow gets to the posterior with as many draws. Its predictive (``--check``
   draws at x₀): the distances of its mean and median, and the share within 0.5 of x₀.
 
+``--flows`` picks the fits among ``FLOWS`` (by default the first three: 1, 6 and 8 times the
+paper's weights at n = 25); the two 5 × 256 flows, with 28 and 84 times them, say whether
+capacity is what keeps the fit from x₀.
+
 Several ε at one count say whether the fit at x₀ degrades as the training x spread around it, as
 an NPE round's do. With ``--npe-rounds R``, instead: the package's ``NPE`` with the paper's
 protocol (``npe_rank2_tail``'s rounds) for R rounds at ``--n``, recording each round's share of
@@ -70,7 +74,10 @@ FLOWS = {
     PAPER: ("zuko_maf", 3, 50),
     "zuko_maf 5 × 100": ("zuko_maf", 5, 100),
     "zuko_nsf 3 × 50": ("zuko_nsf", 3, 50),
+    "zuko_maf 5 × 256": ("zuko_maf", 5, 256),
+    "zuko_nsf 5 × 256": ("zuko_nsf", 5, 256),
 }
+COMPARED = list(FLOWS)[:3]
 
 
 def rejection(simulator, prior, x0, draws: int, epsilon: float, chunk: int = 1_000_000):
@@ -189,6 +196,8 @@ def main() -> None:
     parser.add_argument(
         "--jitter", type=float, nargs="*", default=[], help="noise s.d.s on the first ε's draws"
     )
+    parser.add_argument("--flows", nargs="+", choices=list(FLOWS), default=COMPARED)
+    parser.add_argument("--tag", default="", help="suffix of the record's variant")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
@@ -214,19 +223,14 @@ def main() -> None:
         exact = distances(simulator(theta), x0)
         row = {"epsilon": epsilon, "kept": len(theta), **found, "exact": exact, "fits": {}}
         print(row, flush=True)
-        for name, flow in FLOWS.items():
+        for name in args.flows:
             torch.manual_seed(args.seed)
-            row["fits"][name] = fit(theta, x, x0, prior, simulator, flow, args.check)
+            row["fits"][name] = fit(theta, x, x0, prior, simulator, FLOWS[name], args.check)
             print(epsilon, name, row["fits"][name], flush=True)
         rows.append(row)
     kept = "" if args.kept == parser.get_default("kept") else f"_kept{args.kept}"
-    write_record(
-        STUDY,
-        f"n{args.n}{kept}",
-        regenerate,
-        vars(args),
-        {"rows": rows},
-    )
+    tag = f"_{args.tag}" if args.tag else ""
+    write_record(STUDY, f"n{args.n}{kept}{tag}", regenerate, vars(args), {"rows": rows})
 
 
 if __name__ == "__main__":
