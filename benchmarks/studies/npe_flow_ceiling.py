@@ -39,13 +39,16 @@ paper's flow fitted to the same draws is recorded beside it, with its per-statis
 whether its miss is that bias.
 
 Regenerate (``benchmarks/records/npe_flow_ceiling/``: ``n2.json``, ``n25.json``,
-``n25_kept20000.json``, ``n2_npe.json`` and ``n25_npe.json``; about 20, 40, 35, 10 and 15 minutes
-on one core)::
+``n25_kept20000.json``, ``n25_kept20000_capacity.json``, ``n2_npe.json`` and ``n25_npe.json``;
+about 20, 40, 35, 50, 10 and 15 minutes on one core)::
 
     .venv/bin/python -m benchmarks.studies.npe_flow_ceiling
     .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --n 25 --epsilons 0.25 0.5
     .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --n 25 --epsilons 0.25 \
         --kept 20000 --steps 10000
+    .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --n 25 --epsilons 0.25 \
+        --kept 20000 --steps 10000 --tag capacity \
+        --flows "zuko_maf 3 × 50 (paper)" "zuko_maf 5 × 256" "zuko_nsf 5 × 256"
     .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --npe-rounds 10
     .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --npe-rounds 5 --n 25
     .venv/bin/python -m benchmarks.studies.npe_flow_ceiling --epsilons 0.25 \
