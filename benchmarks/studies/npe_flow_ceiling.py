@@ -134,42 +134,36 @@ def confined_walk(simulator, start, x0, epsilon: float, steps: int, low=-1.0, hi
     return theta, x, {"mean_norm_by_quarter": norms, "acceptance": sum(accepted) / len(accepted)}
 
 
-def distances(x: torch.Tensor, x0: torch.Tensor) -> dict:
-    """The predictive's distances to x₀: of its mean, of its median, and the share within 0.5."""
+def predictive_summary(x: torch.Tensor, x0: torch.Tensor) -> dict:
+    """The predictive's mean of each statistic, the distances to x₀ of its mean and median, and
+    its share within 0.5 of x₀."""
     return {
+        "mean": x.mean(0).tolist(),
         "distance": (x.mean(0) - x0).norm().item(),
         "median_distance": (x.median(0).values - x0).norm().item(),
         "within_0.5": ((x - x0).norm(dim=1) < 0.5).float().mean().item(),
     }
 
 
-def per_statistic(x: torch.Tensor, x0: torch.Tensor) -> dict:
-    """The predictive's mean of each statistic and its distance to x₀."""
-    return {"mean": x.mean(0).tolist(), "distance": (x.mean(0) - x0).norm().item()}
-
-
-def fit(
-    theta, x, x0, prior, simulator, flow: tuple[str, int, int], check: int, summary=distances
-) -> dict:
-    """One round of ``NPE_C`` on the (θ, x) pairs with ``flow``, and its predictive at x₀
-    described by ``summary`` (:func:`distances` or :func:`per_statistic`)."""
+def fit(theta, x, x0, prior, simulator, flow: tuple[str, int, int], check: int) -> dict:
+    """One round of ``NPE_C`` on the (θ, x) pairs with ``flow``, and its predictive at x₀."""
     estimator, transforms, hidden = flow
     kwargs = {"hidden_features": hidden, "num_transforms": transforms}
     build = estimator_builder(estimator, kwargs, prior)
     fitted = fit_once(build, prior, theta, x, x0, simulator, check)
     predictive = fitted.pop("predictive")
-    return {**fitted, **summary(predictive, x0)}
+    return {**fitted, **predictive_summary(predictive, x0)}
 
 
 def jittered(theta, x, x0, prior, simulator, scales, check: int) -> dict:
     """The predictive of the draws ``theta`` moved by Gaussian noise of each s.d. in ``scales``,
     and of the paper's flow fitted to (``theta``, ``x``)."""
-    rows = [{"sd": 0.0, **per_statistic(simulator(theta), x0)}]
+    rows = [{"sd": 0.0, **predictive_summary(simulator(theta), x0)}]
     for scale in scales:
         moved = theta + scale * torch.randn_like(theta)
-        rows.append({"sd": scale, **per_statistic(simulator(moved), x0)})
+        rows.append({"sd": scale, **predictive_summary(simulator(moved), x0)})
         print(rows[-1], flush=True)
-    flow = fit(theta, x, x0, prior, simulator, FLOWS[PAPER], check, summary=per_statistic)
+    flow = fit(theta, x, x0, prior, simulator, FLOWS[PAPER], check)
     return {"jitter": rows, "flow": flow}
 
 
@@ -223,7 +217,7 @@ def main() -> None:
     rows = []
     for epsilon in args.epsilons:
         theta, x, found = posterior_draws(args, simulator, prior, x0, epsilon, pool)
-        exact = distances(simulator(theta), x0)
+        exact = predictive_summary(simulator(theta), x0)
         row = {"epsilon": epsilon, "kept": len(theta), **found, "exact": exact, "fits": {}}
         print(row, flush=True)
         for name in args.flows:
