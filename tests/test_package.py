@@ -1,4 +1,5 @@
-"""Importing the package has no process-wide effect; its public names are where users look."""
+"""Importing the package has no process-wide effect, even under pytest; its public names are where
+users look."""
 
 import subprocess
 import sys
@@ -67,3 +68,14 @@ def test_seeded_modules_make_training_repeatable_in_one_process():
     torch.random.set_rng_state(state)
     a, b = (LFADS(3, ic_dim=2, gen_dim=4, fac_dim=2) for _ in range(2))
     assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_a_targeted_doctest_run_imports_each_module_once():
+    # Collected first, property.py must be the module the package imported, or the NPE doctest
+    # sees two EmergentProperty classes (pytest's importlib import mode did that).
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "pyro_circuits/property.py", "pyro_circuits/sbi/npe.py"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]
