@@ -3,6 +3,7 @@ users look."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 IMPORT_CHANGES_NOTHING = """
 import pyro, torch
@@ -76,6 +77,6 @@ def test_a_targeted_doctest_run_imports_each_module_once():
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
          "pyro_circuits/property.py", "pyro_circuits/sbi/npe.py"],
-        capture_output=True, text=True,
+        capture_output=True, text=True, cwd=Path(__file__).parents[1],
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:]
