@@ -98,8 +98,11 @@ def _npe_rounds(records: list[dict]) -> list[str]:
 def _round_columns(runs: list[dict]) -> dict[str, str]:
     """The distance, and the median's distance and the share of simulations near x₀ where the
     history has them."""
-    columns = {"distance": "‖E f − x₀‖", "median_distance": "‖median f − x₀‖"}
-    columns["near_x0"] = "simulations near x₀"
+    columns = {
+        "distance": "‖E f − x₀‖",
+        "median_distance": "‖median f − x₀‖",
+        "near_x0": "simulations near x₀",
+    }
     histories = [h for run in runs for h in run["history"]]
     return {key: name for key, name in columns.items() if all(key in h for h in histories)}
 

@@ -21,9 +21,9 @@ NPE?
   is the closest this flow gets to the posterior with as many draws. Its predictive (``--check``
   draws at x₀): the distances of its mean and median, and the share within 0.5 of x₀.
 
-``--flows`` picks the fits among ``FLOWS`` (by default the first three: 1, 6 and 8 times the
-paper's weights at n = 25); the two 5 × 256 flows, with 28 and 84 times them, say whether
-capacity is what keeps the fit from x₀.
+``--flows`` picks the fits among ``FLOWS``, the paper's always among them (by default the first
+three: 1, 6 and 8 times the paper's weights at n = 25); the two 5 × 256 flows, with 28 and 84
+times them, say whether capacity is what keeps the fit from x₀.
 
 Several ε at one count say whether the fit at x₀ degrades as the training x spread around it, as
 an NPE round's do. With ``--npe-rounds R``, instead: the package's ``NPE`` with the paper's
@@ -196,6 +196,8 @@ def main() -> None:
     parser.add_argument("--flows", nargs="+", choices=list(FLOWS), default=COMPARED)
     parser.add_argument("--tag", default="", help="suffix of the record's variant")
     args = parser.parse_args()
+    if PAPER not in args.flows:
+        parser.error(f"--flows must include {PAPER!r}, the flow the others are compared with")
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     regenerate = command(f"benchmarks.studies.{STUDY}", *changed_flags(parser, args))
