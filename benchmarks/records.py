@@ -73,22 +73,29 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="minutes")
 
 
-def current_commit() -> str:
-    """``git rev-parse --short HEAD``, with ``-dirty`` when the package or the benchmarks have
-    uncommitted changes (records themselves excluded); ``unknown`` outside a git checkout."""
+def current_commit(checkout: Path = ROOT) -> str:
+    """``git rev-parse --short HEAD`` of ``checkout`` (this one by default), with ``-dirty``
+    when the package or the benchmarks have uncommitted changes (records themselves excluded);
+    ``unknown`` outside a git checkout."""
     try:
-        head = _git("rev-parse", "--short", "HEAD")
+        head = _git(checkout, "rev-parse", "--short", "HEAD")
         changed = _git(
-            "status", "--porcelain", "--", "pyro_circuits", "benchmarks", ":!benchmarks/records"
+            checkout,
+            "status",
+            "--porcelain",
+            "--",
+            "pyro_circuits",
+            "benchmarks",
+            ":!benchmarks/records",
         )
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return head + ("-dirty" if changed else "")
 
 
-def _git(*args: str) -> str:
+def _git(checkout: Path, *args: str) -> str:
     return subprocess.run(
-        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
+        ["git", *args], cwd=checkout, capture_output=True, text=True, check=True
     ).stdout.strip()
 
 

@@ -77,6 +77,7 @@ MODELS: dict[str, BuiltinModel] = {
             beta=2.0,
             test_batch_size=25,
             standardize=False,
+            chunk=1000,  # a draw holds the noise of its 200 trials at every step
         ),
         flow=FlowConfig(units=50),
         summary="superior colliculus Pro/Anti task, property: 75 % accuracy in both (Fig. 5)",

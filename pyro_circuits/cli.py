@@ -242,7 +242,8 @@ def _run_epi(args: argparse.Namespace, entry: BuiltinModel) -> int:
         device=device,
         threads=args.threads,
     )
-    paths = write_epi_report(result, args.out)
+    table = result.check()
+    paths = write_epi_report(result, args.out, table=table)
     if result.stopped is not None:
         print(f"stopped early: {result.stopped}")
     print(
@@ -250,7 +251,7 @@ def _run_epi(args: argparse.Namespace, entry: BuiltinModel) -> int:
         f"entropy {result.selected_entropy:.3f} nats, "
         f"{result.simulations} simulations, {result.wall_time:.1f} s"
     )
-    print(result.check().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 

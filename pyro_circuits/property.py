@@ -152,9 +152,15 @@ class EmergentProperty:
 
     def __repr__(self) -> str:
         parts = [
-            f"{k}: {self.mean[k].tolist()} ± {self.variance[k].sqrt().tolist()}" for k in self.names
+            f"{k}: {_short(self.mean[k])} ± {_short(self.variance[k].sqrt())}" for k in self.names
         ]
         return f"EmergentProperty({'; '.join(parts)})"
+
+
+def _short(values: torch.Tensor) -> str:
+    """Target values to four significant figures, in brackets when they are a vector."""
+    numbers = [f"{v:.4g}" for v in values.flatten().tolist()]
+    return numbers[0] if values.dim() == 0 else f"[{', '.join(numbers)}]"
 
 
 def _values(name: str, value, dtype: torch.dtype) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import pandas as pd
 
 from pyro_circuits.checks import positive_int, writable_dir
 from pyro_circuits.epi import EPIResult
@@ -14,9 +15,12 @@ from pyro_circuits.results import atomic_save
 __all__ = ["write_epi_report"]
 
 
-def write_epi_report(result: EPIResult, out: str | Path, n: int = 2000) -> list[Path]:
-    """Write InferenceData (NetCDF), pair plot, optimisation history and constraint table, each
-    file atomically (:func:`~pyro_circuits.results.atomic_save`) into the checked folder ``out``."""
+def write_epi_report(
+    result: EPIResult, out: str | Path, n: int = 2000, table: pd.DataFrame | None = None
+) -> list[Path]:
+    """Write InferenceData (NetCDF) of ``n`` draws, pair plot, optimisation history and
+    constraint table (``table``, else ``result.check()``), each file atomically
+    (:func:`~pyro_circuits.results.atomic_save`) into the checked folder ``out``."""
     if not isinstance(result, EPIResult):
         raise TypeError(f"result must be an EPIResult, got {type(result).__name__}")
     n = positive_int("n", n)
@@ -34,6 +38,6 @@ def write_epi_report(result: EPIResult, out: str | Path, n: int = 2000) -> list[
     paths.append(
         atomic_save(out / "history.csv", lambda tmp: result.history.to_csv(tmp, index=False))
     )
-    table = result.check()
+    table = result.check() if table is None else table
     paths.append(atomic_save(out / "constraints.csv", lambda tmp: table.to_csv(tmp, index=False)))
     return paths

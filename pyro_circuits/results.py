@@ -38,6 +38,9 @@ __all__ = ["InferenceResult", "Saved", "TrialPosterior", "atomic_save", "model_o
 
 #: Columns of :meth:`InferenceResult.convergence_trace`.
 TRACE_COLUMNS = ["simulations", "wall_time", "distance"]
+#: Draws per run of the model when a result simulates draws of its own: a simulator that draws
+#: its noise up front for every step and trial holds it for the whole batch.
+SIMULATION_CHUNK = 1000
 
 
 def stray_temporaries(path: str | os.PathLike) -> list[Path]:
@@ -252,7 +255,7 @@ class InferenceResult(Saved, ABC):
             raise TypeError(f"prior must be True or False, got {prior!r}")
         draws, sample_stats, attrs = self._posterior_draws(n, seed)
         with torch.no_grad():
-            stats = self.program.simulate(draws)
+            stats = self.program.simulate(draws, chunk=SIMULATION_CHUNK)
         prior_draws, prior_stats = self.prior_predictive(n) if prior else ({}, {})
         return inference_data(
             draws,
@@ -280,7 +283,7 @@ class InferenceResult(Saved, ABC):
         if seed is not None:
             torch.manual_seed(seed_int("seed", seed))
         draws = {name: prior.sample((n,)) for name, prior in self.program.priors.items()}
-        return draws, self.program.simulate(draws, check=False)
+        return draws, self.program.simulate(draws, check=False, chunk=SIMULATION_CHUNK)
 
     def log_prob(self, z) -> torch.Tensor:
         """Log density of parameter draws, where the method has one."""
@@ -293,7 +296,7 @@ class InferenceResult(Saved, ABC):
     @torch.no_grad()
     def predictive(self, n: int, seed: int | None = None) -> dict[str, torch.Tensor]:
         """Statistics ``{site: (n, *shape)}`` of the model run on ``n`` fresh parameter draws."""
-        return self.program.simulate(self.sample(n, seed))
+        return self.program.simulate(self.sample(n, seed), chunk=SIMULATION_CHUNK)
 
     @torch.no_grad()
     def check(

@@ -28,7 +28,7 @@ from pyro import poutine
 from pyro.nn import PyroModule
 from pyro.poutine.util import site_is_subsample
 
-from pyro_circuits.checks import on_device, seed_int, to_device
+from pyro_circuits.checks import on_device, positive_int, seed_int, to_device
 
 __all__ = ["CircuitProgram", "LocalPyroModule", "SimulationError", "noise"]
 
@@ -228,13 +228,30 @@ class CircuitProgram:
             )
 
     def simulate(
-        self, values: dict[str, torch.Tensor], *, check: bool = True
+        self, values: dict[str, torch.Tensor], *, check: bool = True, chunk: int | None = None
     ) -> dict[str, torch.Tensor]:
         """Statistic values ``{name: (n, *shape)}`` for a batch of parameter draws.
 
         With ``check=True`` a NaN or inf statistic raises :class:`SimulationError` naming the
-        parameter values that produced it.
+        parameter values that produced it. ``chunk`` caps the draws per run of the model: a
+        simulator's memory grows with its batch (noise drawn up front for every step and
+        trial), so a large batch runs in pieces; by default it runs at once.
+
+        Example:
+            >>> def model():
+            ...     pyro.deterministic("f", 2 * pyro.sample("x", dist.Uniform(0.0, 1.0)))
+            >>> program = CircuitProgram(model)
+            >>> program.simulate({"x": torch.tensor([0.1, 0.2, 0.3])}, chunk=2)["f"]
+            tensor([0.2000, 0.4000, 0.6000])
         """
+        n = self._batch_size(values)
+        chunk = n if chunk is None else positive_int("chunk", chunk)
+        if n > chunk:
+            parts = [
+                self.simulate({k: v[start : start + chunk] for k, v in values.items()}, check=check)
+                for start in range(0, n, chunk)
+            ]
+            return {name: torch.cat([part[name] for part in parts]) for name in self.statistics}
         trace = self.trace(values)
         found = {name: trace.nodes[name]["value"] for name in self.statistics}
         return self.collect_statistics(found, values, check=check)

@@ -6,10 +6,12 @@ import subprocess
 import sys
 import warnings
 
+import pandas as pd
 import pytest
 import torch
 
 from pyro_circuits.cli import about, epi_estimate, main, simulation_estimate
+from pyro_circuits.epi import EPIResult
 
 
 def test_compare_subcommand_writes_the_table_and_plots(tmp_path, capsys):
@@ -166,11 +168,17 @@ def test_epi_command_prints_an_estimate_before_the_run(tmp_path, capsys, monkeyp
     _user_package(tmp_path)  # its tiny EPI settings keep the run short
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
+    checks, check = [], EPIResult.check
+    monkeypatch.setattr(EPIResult, "check", lambda *a, **k: checks.append(a) or check(*a, **k))
     argv = ["epi", "mypkg.circuits:wilson_cowan", "--out", str(tmp_path / "out"), "--quiet"]
     assert main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("estimated duration: ")
     assert lines[2].startswith("converged: ")  # the estimate came before the run's summary
+    assert len(checks) == 1  # the printed and the written table are one test's
+    written = pd.read_csv(tmp_path / "out" / "constraints.csv")
+    assert lines[3].split()[0] == "statistic"
+    assert [line.split()[0] for line in lines[4 : 4 + len(written)]] == list(written["statistic"])
 
 
 def _chatty_compare(model, prop, methods, **kwargs):

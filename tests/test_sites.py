@@ -29,6 +29,16 @@ def test_simulate_is_vectorised_over_particles():
     assert stats["mean_x"].shape == (3,)
 
 
+def test_simulate_in_chunks_keeps_each_draws_statistics():
+    program = CircuitProgram(plated_model)
+    gain = torch.linspace(0.1, 1.9, 7)
+    stats = program.simulate({"gain": gain}, chunk=3)
+    torch.testing.assert_close(stats["double_gain"], 2 * gain)
+    assert stats["mean_x"].shape == (7,)
+    with pytest.raises(ValueError, match="chunk"):
+        program.simulate({"gain": gain}, chunk=0)
+
+
 def test_noise_is_reparameterised():
     def model():
         a = pyro.sample("a", dist.Uniform(0.0, 1.0))

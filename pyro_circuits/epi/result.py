@@ -92,6 +92,36 @@ class EPIResult(InferenceResult):
             torch.manual_seed(seed)
         return self.space.split(self.q.sample(n))
 
+    def check(
+        self,
+        batches: int | None = None,
+        batch_size: int | None = None,
+        alpha: float | None = None,
+        seed: int | None = 0,
+    ) -> pd.DataFrame:
+        """:meth:`InferenceResult.check <pyro_circuits.results.InferenceResult.check>` with the
+        run's own test by default: its ``test_batches`` batches of ``test_batch_size`` draws
+        (its batch size where that is None) and its ``alpha``, so the table tests what EPI's
+        verdict tested, on fresh draws.
+
+        Example:
+            >>> from pyro_circuits.models import LDS2D
+            >>> from pyro_circuits.epi import EPIConfig, epi
+            >>> config = EPIConfig(epochs=1, iterations=5, init_iterations=5, batch_size=20,
+            ...                    test_batches=10, test_batch_size=20)
+            >>> result = epi(LDS2D(), LDS2D.oscillation(), config=config, progress=False)
+            >>> list(result.check()["statistic"])
+            ['real_lambda', 'imag_lambda']
+        """
+        config = self.settings["config"]
+        run_batch_size = config["test_batch_size"] or config["batch_size"]
+        return super().check(
+            config["test_batches"] if batches is None else batches,
+            run_batch_size if batch_size is None else batch_size,
+            config["alpha"] if alpha is None else alpha,
+            seed,
+        )
+
     @torch.no_grad()
     def log_prob(self, z) -> torch.Tensor:
         """log q(z) for draws given as ``{site: (n, *shape)}`` or a flat ``(n, D)`` tensor."""

@@ -1,5 +1,6 @@
 """EPI's selected epoch re-tested on fresh draws, and the constraint table's labels."""
 
+import pandas as pd
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -114,6 +115,19 @@ def test_the_table_gives_the_moment_test_of_check():
     check = result.check(batches=20, batch_size=30, seed=4)
     for column in ("achieved mean", "p (mean)", "p (var)", "converged"):
         assert table[column].tolist() == check[column].tolist()
+
+
+def test_check_defaults_to_the_runs_own_test():
+    config = EPIConfig(
+        batch_size=40, epochs=1, iterations=3, test_batches=10, init_iterations=3, alpha=0.2
+    )
+    result = epi(model, PROP, config=config, flow=FLOW, progress=False)
+    own = constraint_table(result.predictive(10 * 40, seed=0), PROP, batches=10, alpha=0.2)
+    pd.testing.assert_frame_equal(result.check(), own)  # test_batch_size None: the batch size
+    sized = result.check(batches=5, batch_size=8, alpha=0.05, seed=1)
+    pd.testing.assert_frame_equal(
+        sized, constraint_table(result.predictive(5 * 8, seed=1), PROP, batches=5)
+    )
 
 
 @pytest.mark.parametrize(

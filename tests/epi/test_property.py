@@ -52,3 +52,10 @@ def test_keys_must_agree():
 def test_dicts_required():
     with pytest.raises(TypeError):
         EmergentProperty(mean=[0.0], variance=[1.0])
+
+
+def test_repr_reads_targets_to_four_figures():
+    prop = EmergentProperty(
+        mean={"freq": 2 * torch.pi, "b": [0.0, 1.5]}, variance={"freq": 0.25, "b": [4.0, 0.1]}
+    )
+    assert repr(prop) == "EmergentProperty(freq: 6.283 ± 0.5; b: [0, 1.5] ± [2, 0.3162])"
