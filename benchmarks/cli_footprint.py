@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -45,14 +46,24 @@ def run(checkout: Path, model: str, epochs: int, iterations: int) -> dict:
         wall = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
         log.seek(0)
-        output = log.read().strip().splitlines()[-4:]
+        lines = log.read().strip().splitlines()
     return {
         "wall_s": round(wall, 1),
         "peak_rss_gb": round(usage.ru_maxrss / 1e6, 2),
         "returncode": child.returncode,
-        "outcome": "killed (SIGKILL: out of memory)" if child.returncode == -9 else "finished",
-        "output": output,
+        "outcome": outcome(child.returncode, lines),
+        "output": lines[-4:],
     }
+
+
+def outcome(returncode: int, lines: list[str]) -> str:
+    """How the child ended, with the error it raised where it raised one."""
+    if returncode == 0:
+        return "finished"
+    if returncode == -9:
+        return "killed (SIGKILL: out of memory)"
+    raised = [line for line in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line)]
+    return f"failed (exit {returncode}): {raised[-1] if raised else 'no error line'}"
 
 
 def main() -> None:
