@@ -27,7 +27,8 @@ def plot_pairs(idata: az.InferenceData):
 
 
 def plot_epi_history(history, trace):
-    """Entropy and constraint violations over the augmented-Lagrangian optimisation."""
+    """Entropy and constraint violations over the augmented-Lagrangian optimisation, with the
+    epochs that passed the moment test marked (or a title saying that none did)."""
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     top.plot(trace["simulations"], trace["entropy"], lw=0.8, label="minibatch")
     top.plot(history["simulations"], history["entropy"], "o-", label="end of epoch")
@@ -36,13 +37,11 @@ def plot_epi_history(history, trace):
     for column in [c for c in history.columns if c.startswith("R ")]:
         bottom.plot(history["simulations"], history[column].abs(), "o-", label=column[2:])
     converged = history[history["converged"]]
-    bottom.scatter(
-        converged["simulations"],
-        [bottom.get_ylim()[1]] * len(converged),
-        marker="v",
-        c="k",
-        label="converged",
-    )
+    if len(converged):
+        top_edge = [bottom.get_ylim()[1]] * len(converged)
+        bottom.scatter(converged["simulations"], top_edge, marker="v", c="k", label="converged")
+    else:
+        bottom.set_title("no epoch passed the moment test", fontsize="small")
     bottom.set_yscale("log")
     bottom.set_xlabel("simulations")
     bottom.set_ylabel("|constraint violation|")
