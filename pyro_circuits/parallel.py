@@ -144,13 +144,15 @@ def check_picklable(name: str, value, executor: Executor | None) -> None:
 
 def chunk_seed(seed: int, *keys: int) -> int:
     """A seed for one piece of work, from the run's ``seed`` and the piece's ``keys`` (e.g. a
-    round and a chunk index); different keys give independent streams (NumPy's SeedSequence).
+    round and a chunk index); different keys give independent streams. The keys are NumPy's
+    ``spawn_key``: as entropy (``SeedSequence([seed, *keys])``) a trailing 0 would be padding,
+    and a round's seed would equal its first chunk's.
 
     Example:
-        >>> chunk_seed(0, 1) == chunk_seed(0, 1) != chunk_seed(0, 2)
+        >>> chunk_seed(0, 1) == chunk_seed(0, 1) != chunk_seed(0, 1, 0)
         True
     """
-    state = np.random.SeedSequence([seed, *keys]).generate_state(2, np.uint32)
+    state = np.random.SeedSequence(seed, spawn_key=keys).generate_state(2, np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])
 
 

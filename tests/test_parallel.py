@@ -8,6 +8,7 @@ import os
 import threading
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -110,6 +111,16 @@ def test_chunks_are_simulated_under_their_own_seeds(simulator):
     assert not torch.equal(x[:4], x[4:])
     assert not torch.equal(x, simulate(simulator, same, seed=5, stream=(1,), chunk_size=4))
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_chunk_seed_tells_a_trailing_zero_key_from_none():
+    # NPE draws round r's θ under (seed, r) and simulates its first chunk under (seed, r, 0):
+    # were those one seed, the simulator's noise would be drawn from θ's own random numbers.
+    assert chunk_seed(0, 1) != chunk_seed(0, 1, 0) != chunk_seed(0, 1, 0, 0)
+    assert chunk_seed(3) != chunk_seed(3, 0)
+    uniform = seeded(torch.rand, chunk_seed(0, 1), 1000)
+    normal = seeded(torch.randn, chunk_seed(0, 1, 0), 1000)
+    assert abs(np.corrcoef(uniform, normal)[0, 1]) < 0.1
 
 
 def test_simulations_are_identical_on_every_executor(executor, simulator):

@@ -177,6 +177,28 @@ def test_npe_max_time_starts_no_round_after_the_limit():
         NPE(gaussian_model, PROP, max_time=0.0, progress=False)
 
 
+def test_npe_check_simulates_its_draws_in_chunks_of_the_simulation_batch(monkeypatch):
+    sizes, trace = [], CircuitProgram.trace
+
+    def recorded(program, values):
+        sizes.append(program._batch_size(values))
+        return trace(program, values)
+
+    monkeypatch.setattr(CircuitProgram, "trace", recorded)
+    result = NPE(
+        gaussian_model,
+        PROP,
+        simulations=60,
+        simulation_batch_size=25,
+        estimator_kwargs={"hidden_features": 8, "num_transforms": 1},
+        train_kwargs={"max_num_epochs": 2, "training_batch_size": 20},
+        check_samples=55,
+        progress=False,
+    )
+    assert sizes[-6:] == [25, 25, 10, 25, 25, 5]  # the round's simulations, then the check's
+    assert np.isfinite(result.history["distance"].iloc[0])
+
+
 def test_npe_stop_distance_ends_the_rounds_once_the_predictive_is_near():
     result = NPE(
         gaussian_model,

@@ -149,14 +149,20 @@ def _posterior_on_cpu(inference, trained, build, prior, theta, x):
     return inference.build_posterior(net.train(trained.training), prior=prior)
 
 
+#: The stream key of a round's check simulations, apart from its training simulations' chunks.
+CHECK_STREAM = 2**31
+
+
 @torch.no_grad()
-def _checked_distances(posterior, simulator, prop, x0, samples: int) -> dict[str, float]:
+def _checked_distances(posterior, x0, samples: int, prop, **simulation) -> dict[str, float]:
     """The predictive distances of ``samples`` posterior draws at x₀, of their mean
-    (``distance``) and of their median (``median_distance``); NaN when ``samples`` is 0."""
+    (``distance``) and of their median (``median_distance``); NaN when ``samples`` is 0. The
+    draws are simulated like a round's (``simulation``: :func:`simulate`'s arguments), in
+    chunks on the run's executor."""
     if not samples:
         return {"distance": math.nan, "median_distance": math.nan}
     draws = posterior.sample((samples,), x=x0, show_progress_bars=False, max_sampling_time=600.0)
-    x = simulator(draws)
+    x = simulate(theta=draws, **simulation)
     return {
         "distance": predictive_distance(x, prop),
         "median_distance": predictive_distance(x, prop, center="median"),
@@ -243,8 +249,9 @@ def NPE(
     :class:`ObservationInTailWarning` says when round 1's is below 0.5 %. After each round
     ``check_samples`` posterior draws are simulated to record the
     predictive distance ‖E[f] − x₀‖₂ in ``history`` (these checks are not counted in
-    ``simulations``), with the distance of the draws' median (``median_distance``, the
-    reference SNPE script's measure), beside the round's best validation log-probability; with
+    ``simulations``; they are simulated in chunks like a round's, on the executor), with the
+    distance of the draws' median (``median_distance``, an earlier version of the reference
+    SNPE script's measure), beside the round's best validation log-probability; with
     ``stop_distance`` the rounds stop once the distance is below that value, and with
     ``patience`` once that many consecutive rounds have ended below the best validation
     log-probability of the rounds before them (the reference SNPE's rule, with 2). With
@@ -276,8 +283,8 @@ def NPE(
             ``concurrent.futures.Executor`` (a process pool, ``parallel.RayExecutor``, Dask's
             ``client.get_executor()``); the model must then be picklable.
         simulation_batch_size: draws per chunk; chunk ``i`` of round ``r`` is simulated with a
-            seed drawn from ``(seed, r, i)``, so the simulations depend on the seed and this
-            size, never on the executor.
+            seed drawn from ``(seed, r, i)`` (the check's from ``(seed, r, CHECK_STREAM,
+            i)``), so the simulations depend on the seed and this size, never on the executor.
         tracker: an sbi training tracker (e.g. ``sbi.utils.tracking.TensorBoardTracker``);
             default none, so nothing is written to disk.
         seed: random seed.
@@ -364,7 +371,17 @@ def NPE(
             posterior = inference.build_posterior(trained)
             posterior.set_default_x(x0_here)
             proposal = posterior
-            distances = _checked_distances(posterior, simulator, prop, x0_here, check_samples)
+            distances = _checked_distances(
+                posterior,
+                x0_here,
+                check_samples,
+                prop,
+                simulator=simulator,
+                seed=seed,
+                stream=(round_, CHECK_STREAM),
+                chunk_size=simulation_batch_size,
+                executor=executor,
+            )
             log_prob = -float(inference.summary["best_validation_loss"][-1])
             rows.append(
                 {
