@@ -19,7 +19,10 @@ Two measurements on ``rank2_rnn(n)`` and its stable-amplification property (x₀
   truncated sequential NPE instead of the atomic loss (is it the paper's SNPE variant?), and
   ``--calibration W`` weights each simulation's loss by exp(−‖x − x₀‖² / 2W²) (sbi's
   ``calibration_kernel``, Lueckmann et al. 2017: the target posterior is unchanged, the flow's
-  capacity goes to simulations near x₀; does NPE converge once its fit is local?).
+  capacity goes to simulations near x₀; does NPE converge once its fit is local?);
+  ``--atoms 100 --raw-x`` are the settings the paper's figure loader names (100 atoms in the
+  atomic loss, sbi's default 10; ``z_score_x=False``, the statistics fed to the flow unscaled):
+  does the figure's own configuration converge?
 
 Regenerate (a few minutes; ``benchmarks/records/npe_rank2_tail/all.json``; with ``--rounds 20
 --seeds 1 2``, ``rounds.json``, about an hour)::
@@ -151,12 +154,18 @@ def many_rounds(
     calibration: float | None = None,
     ball: float | None = None,
     simulations: int = 1000,
+    atoms: int = 0,
+    raw_x: bool = False,
 ) -> list[dict]:
     """The per-round history of the paper's SNPE protocol at size ``n``, with no patience stop
     (stopping at ``stop_distance`` where given; the loss weighted by :class:`NearObservation`
-    of width ``calibration``, or by :class:`InsideBall` of radius ``ball``, where given)."""
+    of width ``calibration``, or by :class:`InsideBall` of radius ``ball``, where given; with
+    ``atoms`` in the atomic loss where nonzero, and the flow fed unscaled statistics with
+    ``raw_x``)."""
     entry = MODELS["rank2_rnn"]
-    train_kwargs = {"training_batch_size": 200}
+    train_kwargs = {"training_batch_size": 200, **({"num_atoms": atoms} if atoms else {})}
+    flow = {"hidden_features": hidden, "num_transforms": transforms}
+    flow.update({"z_score_x": None} if raw_x else {})
     kernel = InsideBall if ball else NearObservation if calibration else None
     if kernel:
         train_kwargs["calibration_kernel"] = kernel(setup(n)[1], ball or calibration)
@@ -169,7 +178,7 @@ def many_rounds(
             rounds=rounds,
             stop_distance=stop_distance,
             density_estimator=estimator,
-            estimator_kwargs={"hidden_features": hidden, "num_transforms": transforms},
+            estimator_kwargs=flow,
             train_kwargs=train_kwargs,
             check_samples=1000,
             truncate=truncate,
@@ -209,6 +218,10 @@ def main() -> None:
     parser.add_argument(
         "--calibration", type=float, default=0.0, help="kernel width (--rounds; 0: off)"
     )
+    parser.add_argument(
+        "--atoms", type=int, default=0, help="atoms of the atomic loss (--rounds; 0: sbi's 10)"
+    )
+    parser.add_argument("--raw-x", action="store_true", help="no z-scoring of x (--rounds)")
     args = parser.parse_args()
     if args.ball and args.calibration:
         parser.error("--ball and --calibration are alternative kernels: give one")
@@ -229,6 +242,8 @@ def main() -> None:
             args.calibration or None,
             args.ball or None,
             args.round_simulations,
+            args.atoms,
+            args.raw_x,
         )
         paper = (args.transforms, args.hidden) == (3, 50)
         variant = "rounds" if paper else f"rounds_{args.transforms}x{args.hidden}"
@@ -238,6 +253,8 @@ def main() -> None:
         variant += f"_calibration{args.calibration:g}" if args.calibration else ""
         variant += f"_ball{args.ball:g}" if args.ball else ""
         variant += "" if args.round_simulations == 1000 else f"_{args.round_simulations}"
+        variant += f"_atoms{args.atoms}" if args.atoms else ""
+        variant += "_raw_x" if args.raw_x else ""
         variant += f"_{args.tag}" if args.tag else ""
         write_record(STUDY, variant, regenerate, vars(args), {"runs": runs})
         return
