@@ -120,6 +120,8 @@ def plot_predictive_scatter(idatas: dict, prop, stats: tuple[int, int] = (0, 1))
     ax.scatter(target[first], target[second], marker="*", s=250, c="k", label="property mean")
     ax.set_xlabel(labels[first])
     ax.set_ylabel(labels[second])
-    ax.legend(markerscale=2)
+    for handle in ax.legend().legend_handles:  # one readable marker size, opaque
+        handle.set_sizes([40])
+        handle.set_alpha(1)
     figure.tight_layout()
     return figure
