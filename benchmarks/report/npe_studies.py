@@ -116,6 +116,8 @@ _SETTINGS = {
     "ball": "; each round trained only on the simulations within {:g} of x₀ (sbi's calibration "
     "kernel as an indicator; p(θ | x) is unchanged inside the ball), so its validation "
     "log-probability averages over all simulations with zero weight outside",
+    "atoms": "; {:g} atoms in the atomic loss (sbi's default 10)",
+    "raw_x": "; the statistics fed to the flow unscaled (`z_score_x=None`)",
 }
 
 
@@ -199,8 +201,9 @@ def reference_scripts(records: list[dict]) -> str:
         "### The reference scripts' settings: do they explain the paper's baselines?",
         "",
         f"`benchmarks/studies/reference_scripts.py`, {day(record)}. The reference repository's "
-        "SNPE script measures the distance of the **median** of 1,000 posterior-predictive "
-        "simulations after each round (the paper's text says the mean), feeds x to the flow "
+        "SNPE script, in the version read here, measures the distance of the **median** of 1,000 "
+        "posterior-predictive simulations after each round (the paper's text says the mean, as "
+        "does the script's final version, whose outputs the figure's loader reads), feeds x to the flow "
         "without z-scoring and trains with batches of 50 until 10 epochs bring no better "
         "validation loss. Its pyABC script declares each entry of U and V as "
         '`pyabc.RV("uniform", -1, 1)`, scipy\'s `uniform(loc=-1, scale=1)`: uniform on '
