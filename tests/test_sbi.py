@@ -25,6 +25,7 @@ from pyro_circuits.sbi import (
     observation,
     sbi_prior,
 )
+from pyro_circuits.sbi.npe import estimator_builder
 from pyro_circuits.sites import CircuitProgram, noise
 from pyro_circuits.space import ParameterSpace
 from pyro_circuits.threads import torch_threads
@@ -175,6 +176,18 @@ def test_npe_max_time_starts_no_round_after_the_limit():
     assert len(unlimited.history) == 3 and unlimited.stopped_by == "rounds"
     with pytest.raises(ValueError, match="max_time"):
         NPE(gaussian_model, PROP, max_time=0.0, progress=False)
+
+
+@pytest.mark.parametrize("estimator", ["zuko_maf", "maf"])
+def test_a_z_score_of_none_feeds_x_to_the_flow_unscaled(estimator):
+    """sbi reads None as "do not z-score" in its documentation but drops it from the flow's
+    configuration, which then z-scores; the estimator builder passes "none" instead."""
+    prior = BoxUniform(-torch.ones(2), torch.ones(2))
+    theta, x = prior.sample((100,)), 5.0 + 10.0 * torch.randn(100, 1)
+    for setting, unscaled in [(None, True), ("none", True), ("independent", False)]:
+        kwargs = {"hidden_features": 8, "num_transforms": 1, "z_score_x": setting}
+        net = estimator_builder(estimator, kwargs, prior)(theta, x)
+        assert torch.equal(net.embedding_net(x), x) == unscaled, setting
 
 
 def test_npe_check_simulates_its_draws_in_chunks_of_the_simulation_batch(monkeypatch):

@@ -72,11 +72,17 @@ class NoTracker:
         pass
 
 
+#: The estimator keywords that choose how sbi standardises θ and x.
+Z_SCORES = ("z_score_theta", "z_score_x")
+
+
 def _check_estimator(density_estimator, estimator_kwargs) -> dict:
     """``estimator_kwargs`` (a dict, or None: ``{}``) checked against what sbi's
     ``posterior_nn`` and the named builder take: an unknown name or key is a ValueError naming
     it (with the nearest match), before any simulation. sbi itself would only warn about an
     unknown key, or fail with a NotImplementedError for an unknown name after the simulations.
+    A z-score setting of None becomes ``"none"``: sbi documents both as "do not z-score", but
+    its flow configuration drops None and z-scores after all.
     """
     from sbi.neural_nets import posterior_nn
     from sbi.neural_nets.factory import model_builders
@@ -105,9 +111,13 @@ def _check_estimator(density_estimator, estimator_kwargs) -> dict:
     known -= {"model", "batch_x", "batch_y", "z_score_y"}
     if density_estimator.startswith("zuko_"):
         known.add("x_dist")  # the support map's prior, which zuko flows take
-    for key in estimator_kwargs or {}:
+    checked = dict(estimator_kwargs or {})
+    for key in checked:
         name_in("estimator_kwargs key", key, sorted(known))
-    return dict(estimator_kwargs or {})
+    for key in Z_SCORES:
+        if key in checked and checked[key] is None:
+            checked[key] = "none"
+    return checked
 
 
 def estimator_builder(density_estimator: str | Callable, estimator_kwargs: dict | None, prior):
