@@ -198,16 +198,10 @@ def test_npe_check_simulates_its_draws_in_chunks_of_the_simulation_batch(monkeyp
         return trace(program, values)
 
     monkeypatch.setattr(CircuitProgram, "trace", recorded)
-    result = NPE(
-        gaussian_model,
-        PROP,
-        simulations=60,
-        simulation_batch_size=25,
-        estimator_kwargs={"hidden_features": 8, "num_transforms": 1},
-        train_kwargs={"max_num_epochs": 2, "training_batch_size": 20},
-        check_samples=55,
-        progress=False,
-    )
+    tiny = {"estimator_kwargs": {"hidden_features": 8, "num_transforms": 1}, "progress": False}
+    train = {"max_num_epochs": 2, "training_batch_size": 20}
+    result = NPE(gaussian_model, PROP, simulations=60, simulation_batch_size=25,
+                 train_kwargs=train, check_samples=55, **tiny)  # fmt: skip
     assert sizes[-6:] == [25, 25, 10, 25, 25, 5]  # the round's simulations, then the check's
     assert np.isfinite(result.history["distance"].iloc[0])
 
