@@ -189,8 +189,9 @@ def _rerun(records: list[dict]) -> list[str]:
         "25 sbi's kernel stalls: the kernel study below). The criterion and columns are those "
         "above; the paper's figure counted SNPE converged at the first round whose predictive "
         "mean lay within 0.25 (a stricter bar than its Methods' 0.5), an earlier version of its "
-        "SNPE script measured the median instead, and its pyABC script drew U and V from [-1, 0] rather than [-1, 1] (the study "
-        "of the reference scripts below measures both). " + PAPER,
+        "SNPE script measured the median instead, and its pyABC script drew U and V from "
+        "[-1, 0] rather than [-1, 1] (the study of the reference scripts below measures both). "
+        + PAPER,
         "",
         *(f"* {_protocol(r)}" for r in records),
         "",

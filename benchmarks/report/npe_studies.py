@@ -203,8 +203,8 @@ def reference_scripts(records: list[dict]) -> str:
         f"`benchmarks/studies/reference_scripts.py`, {day(record)}. The reference repository's "
         "SNPE script, in the version read here, measures the distance of the **median** of 1,000 "
         "posterior-predictive simulations after each round (the paper's text says the mean, as "
-        "does the script's final version, whose outputs the figure's loader reads), feeds x to the flow "
-        "without z-scoring and trains with batches of 50 until 10 epochs bring no better "
+        "does the script's final version, whose outputs the figure's loader reads), feeds x to "
+        "the flow without z-scoring and trains with batches of 50 until 10 epochs bring no better "
         "validation loss. Its pyABC script declares each entry of U and V as "
         '`pyabc.RV("uniform", -1, 1)`, scipy\'s `uniform(loc=-1, scale=1)`: uniform on '
         "**[-1, 0]**, not [-1, 1], so W = UVᵀ is entrywise non-negative." + notes_after(records),

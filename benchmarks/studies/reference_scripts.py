@@ -6,9 +6,9 @@ differ from that outline in ways that could change who converges:
 
 * SNPE's distance after each round is that of the **median** of 1,000 posterior-predictive
   simulations, not of their mean (in the version read; its final version, whose outputs the
-  figure's loader reads, takes the mean); its flow sees x without z-scoring, trains with batches of 50
-  until 10 epochs pass without a better validation loss, and the rounds stop two rounds after
-  the best validation log-probability. ``snpe_script`` runs the package's ``NPE`` at n = 2 that
+  figure's loader reads, takes the mean); its flow sees x without z-scoring, trains with
+  batches of 50 until 10 epochs pass without a better validation loss, and the rounds stop
+  two rounds after the best validation log-probability. ``snpe_script`` runs the package's ``NPE`` at n = 2 that
   way, with rounds of 1,000 and no stop, and records both distances per round.
 * pyABC's prior is ``pyabc.RV("uniform", -1, 1)``, which is scipy's ``uniform(loc=-1,
   scale=1)``: every entry of U and V uniform on **[-1, 0]**, not [-1, 1], so W = UVᵀ is
