@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.records import ROOT, changed_flags, command, current_commit, machine, write_record
+from benchmarks.records import ROOT, changed_flags, command, current_commit, write_record
 
 BENCHMARK = "cli_footprint"
 MODELS = ("v1_sssn", "superior_colliculus")
@@ -44,14 +44,14 @@ def run(checkout: Path, model: str, epochs: int, iterations: int) -> dict:
         )
         _, status, usage = os.wait4(child.pid, 0)  # this child's own peak, not the largest's
         wall = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
+        returncode = os.waitstatus_to_exitcode(status)
         log.seek(0)
         lines = log.read().strip().splitlines()
     return {
         "wall_s": round(wall, 1),
         "peak_rss_gb": round(usage.ru_maxrss / 1e6, 2),
-        "returncode": child.returncode,
-        "outcome": outcome(child.returncode, lines),
+        "returncode": returncode,
+        "outcome": outcome(returncode, lines),
         "output": lines[-4:],
     }
 
@@ -74,19 +74,19 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--notes", default=None, help="what else ran on the machine")
     args = parser.parse_args()
-    commit = current_commit(args.checkout.resolve())
+    checkout = args.checkout.resolve()
+    commit = current_commit(checkout)
+    regenerate = command(f"benchmarks.{BENCHMARK}", *changed_flags(parser, args))
     for model in args.models:
-        metrics = run(args.checkout.resolve(), model, args.epochs, args.iterations)
-        flags = changed_flags(parser, args)
+        metrics = run(checkout, model, args.epochs, args.iterations)
         path = write_record(
             BENCHMARK,
             f"{model}-{commit}",
-            command(f"benchmarks.{BENCHMARK}", *flags),
+            regenerate,
             {"model": model, "epochs": args.epochs, "iterations": args.iterations},
             metrics,
             notes=args.notes,
             commit=commit,
-            machine_name=machine(),
         )
         print(f"{model}: {metrics['wall_s']} s, {metrics['peak_rss_gb']} GB, {metrics['outcome']}")
         print(f"wrote {path}")

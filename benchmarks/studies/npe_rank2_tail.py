@@ -165,7 +165,8 @@ def many_rounds(
     entry = MODELS["rank2_rnn"]
     train_kwargs = {"training_batch_size": 200, **({"num_atoms": atoms} if atoms else {})}
     flow = {"hidden_features": hidden, "num_transforms": transforms}
-    flow.update({"z_score_x": None} if raw_x else {})
+    if raw_x:
+        flow["z_score_x"] = None
     kernel = InsideBall if ball else NearObservation if calibration else None
     if kernel:
         train_kwargs["calibration_kernel"] = kernel(setup(n)[1], ball or calibration)
