@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pyro_circuits import CircuitProgram, results
+from pyro_circuits import results
 from pyro_circuits.baselines import ThresholdDeconvolution, condition_psth, gaussian_smoothing
 from pyro_circuits.compare import summary_row
 from pyro_circuits.datasets import lorenz
@@ -89,14 +89,8 @@ def test_check_inference_data_and_the_comparison_row(posterior):
     assert row["method"] == posterior.method and row["simulations"] == posterior.simulations
 
 
-def test_simulations_of_a_result_run_the_model_in_chunks(posterior, monkeypatch):
-    sizes, trace = [], CircuitProgram.trace
-
-    def recorded(program, values):
-        sizes.append(program._batch_size(values))
-        return trace(program, values)
-
-    monkeypatch.setattr(CircuitProgram, "trace", recorded)
+def test_simulations_of_a_result_run_the_model_in_chunks(posterior, monkeypatch, model_batch_sizes):
+    sizes = model_batch_sizes
     monkeypatch.setattr(results, "SIMULATION_CHUNK", 30)
     assert posterior.predictive(70, seed=0)["real_lambda"].shape == (70,)
     assert posterior.prior_predictive(40)[1]["sym_lambda"].shape == (40,)

@@ -190,19 +190,13 @@ def test_a_z_score_of_none_feeds_x_to_the_flow_unscaled(estimator):
         assert torch.equal(net.embedding_net(x), x) == unscaled, setting
 
 
-def test_npe_check_simulates_its_draws_in_chunks_of_the_simulation_batch(monkeypatch):
-    sizes, trace = [], CircuitProgram.trace
-
-    def recorded(program, values):
-        sizes.append(program._batch_size(values))
-        return trace(program, values)
-
-    monkeypatch.setattr(CircuitProgram, "trace", recorded)
+def test_npe_check_simulates_its_draws_in_chunks_of_the_simulation_batch(model_batch_sizes):
     tiny = {"estimator_kwargs": {"hidden_features": 8, "num_transforms": 1}, "progress": False}
     train = {"max_num_epochs": 2, "training_batch_size": 20}
     result = NPE(gaussian_model, PROP, simulations=60, simulation_batch_size=25,
                  train_kwargs=train, check_samples=55, **tiny)  # fmt: skip
-    assert sizes[-6:] == [25, 25, 10, 25, 25, 5]  # the round's simulations, then the check's
+    # the round's simulations, then the check's
+    assert model_batch_sizes[-6:] == [25, 25, 10, 25, 25, 5]
     assert np.isfinite(result.history["distance"].iloc[0])
 
 
